@@ -1,0 +1,222 @@
+//! Events travel from the loop thread to JavaScript in batches of fixed-size records, through a
+//! doorbell: the loop appends to the pending batch and rings (one threadsafe-function call) only
+//! when no delivery is pending; JavaScript takes everything pending in one go, dispatches it,
+//! and acknowledges it by taking the next batch. The acknowledgement returns the credit that
+//! bounds how much undelivered data the loop may hold (`maxPendingBytes`).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// What an event record reports. The numbers are part of the contract with `index.js`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A timer expired. `arg` is [`TIMER_FINAL`] for the last expiry of a one-shot timer.
+    Timer = 1,
+    /// A poll's fd is ready. `arg` is the ready subset of its mask.
+    Poll = 2,
+    /// `wakeup()` was called since the previous wakeup event.
+    Wakeup = 3,
+}
+
+/// `arg` of a timer event whose timer does not repeat: it is disarmed once this is delivered.
+pub const TIMER_FINAL: u32 = 1;
+
+/// Every record is `[kind, slot index, stamp, arg]`. The stamp is the one JavaScript gave when it
+/// armed or started the handle; JavaScript drops records whose stamp is no longer current, which
+/// is how a `stop()`, `close()` or re-`set()` discards events already queued.
+pub const WORDS_PER_EVENT: usize = 4;
+
+/// Bytes one record takes, counted against `maxPendingBytes`.
+pub const EVENT_BYTES: usize = WORDS_PER_EVENT * 4;
+
+/// A run of event records, and the sequence number of the last loop iteration that added to it.
+#[derive(Debug, Default)]
+pub struct Batch {
+    words: Vec<u32>,
+    last_seq: u64,
+}
+
+impl Batch {
+    pub fn push(&mut self, kind: EventKind, index: u32, stamp: u32, arg: u32) {
+        self.words
+            .extend_from_slice(&[kind as u32, index, stamp, arg]);
+    }
+
+    /// The records, as `index.js` reads them.
+    pub fn words(&self) -> &[u32] {
+        &self.words
+    }
+
+    pub fn len(&self) -> usize {
+        self.words.len() / WORDS_PER_EVENT
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    /// What the batch counts against the loop's undelivered-bytes budget.
+    pub fn bytes(&self) -> usize {
+        self.words.len() * 4
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Empties the batch but keeps its allocation for the next one.
+    pub fn clear(&mut self) {
+        self.words.clear();
+        self.last_seq = 0;
+    }
+
+    /// Moves all records of `other` to the end of this batch.
+    fn append(&mut self, other: &mut Batch) {
+        if self.words.is_empty() {
+            std::mem::swap(&mut self.words, &mut other.words);
+        } else {
+            self.words.append(&mut other.words);
+        }
+        self.last_seq = self.last_seq.max(other.last_seq);
+        other.clear();
+    }
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    batch: Batch,
+    /// A delivery was requested and JavaScript has not yet found the batch empty.
+    doorbell_rung: bool,
+}
+
+/// The channel between one loop thread and its JavaScript thread.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    pending: Mutex<Pending>,
+    /// Bytes published by the loop and not yet acknowledged by JavaScript.
+    undelivered_bytes: AtomicUsize,
+    /// The sequence number of the newest iteration whose events JavaScript has dispatched.
+    delivered_seq: AtomicU64,
+    /// The loop sleeps until a delivery is acknowledged (it has polls to re-check, or no credit).
+    loop_awaits_delivery: AtomicBool,
+}
+
+impl Delivery {
+    /// Loop thread: appends the iteration's events, stamped with `seq`. Returns true when the
+    /// caller must ring the doorbell (no delivery was pending).
+    pub fn publish(&self, events: &mut Batch, seq: u64) -> bool {
+        events.last_seq = seq;
+        self.undelivered_bytes
+            .fetch_add(events.bytes(), Ordering::SeqCst);
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        pending.batch.append(events);
+        !std::mem::replace(&mut pending.doorbell_rung, true)
+    }
+
+    /// JavaScript thread: acknowledges `batch` (its events have all been dispatched), then
+    /// replaces it with everything pending. Returns false, and clears the doorbell, when nothing
+    /// is pending. Returns true when the loop asked to hear about the acknowledgement, so the
+    /// caller must wake it.
+    pub fn take(&self, batch: &mut Batch) -> (bool, bool) {
+        let wake_loop = self.acknowledge(batch);
+        batch.clear();
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if pending.batch.is_empty() {
+            pending.doorbell_rung = false;
+            return (false, wake_loop);
+        }
+        std::mem::swap(&mut pending.batch, batch);
+        (true, wake_loop)
+    }
+
+    fn acknowledge(&self, batch: &Batch) -> bool {
+        if batch.last_seq == 0 {
+            return false;
+        }
+        self.delivered_seq.store(batch.last_seq, Ordering::SeqCst);
+        self.undelivered_bytes
+            .fetch_sub(batch.bytes(), Ordering::SeqCst);
+        self.loop_awaits_delivery.swap(false, Ordering::SeqCst)
+    }
+
+    pub fn delivered_seq(&self) -> u64 {
+        self.delivered_seq.load(Ordering::SeqCst)
+    }
+
+    pub fn undelivered_bytes(&self) -> usize {
+        self.undelivered_bytes.load(Ordering::SeqCst)
+    }
+
+    /// Loop thread, before it sleeps: asks to be woken by the next acknowledgement. The caller
+    /// re-reads `delivered_seq` / `undelivered_bytes` afterwards, so an acknowledgement that
+    /// raced with this call is never missed (both sides use sequentially consistent atomics).
+    pub fn await_delivery(&self) {
+        self.loop_awaits_delivery.store(true, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_doorbell_rings_once_until_javascript_finds_the_batch_empty() {
+        let delivery = Delivery::default();
+        let mut events = Batch::default();
+        events.push(EventKind::Timer, 1, 10, 0);
+        assert!(delivery.publish(&mut events, 1), "the first batch rings");
+        events.push(EventKind::Timer, 2, 11, 0);
+        assert!(
+            !delivery.publish(&mut events, 2),
+            "a delivery is already pending"
+        );
+        assert!(events.is_empty());
+
+        let mut taken = Batch::default();
+        assert_eq!(delivery.take(&mut taken), (true, false));
+        assert_eq!(taken.len(), 2, "one take gets everything pending");
+        assert_eq!(taken.words()[..4], [EventKind::Timer as u32, 1, 10, 0]);
+        assert_eq!(delivery.undelivered_bytes(), 2 * EVENT_BYTES);
+
+        events.push(EventKind::Wakeup, 0, 0, 0);
+        assert!(
+            !delivery.publish(&mut events, 3),
+            "still ringing: JavaScript has not found it empty"
+        );
+        assert_eq!(delivery.take(&mut taken), (true, false));
+        assert_eq!(
+            delivery.delivered_seq(),
+            2,
+            "taking again acknowledges the previous batch"
+        );
+        assert_eq!(delivery.take(&mut taken), (false, false));
+        assert_eq!(delivery.delivered_seq(), 3);
+        assert_eq!(delivery.undelivered_bytes(), 0, "all credit is back");
+
+        events.push(EventKind::Wakeup, 0, 0, 0);
+        assert!(
+            delivery.publish(&mut events, 4),
+            "an empty take re-arms the doorbell"
+        );
+    }
+
+    #[test]
+    fn an_acknowledgement_wakes_a_loop_that_awaits_it_once() {
+        let delivery = Delivery::default();
+        let mut events = Batch::default();
+        events.push(EventKind::Poll, 5, 1, 1);
+        delivery.publish(&mut events, 1);
+        let mut taken = Batch::default();
+        delivery.take(&mut taken);
+        delivery.await_delivery();
+        assert_eq!(delivery.take(&mut taken), (false, true));
+        assert_eq!(delivery.take(&mut taken), (false, false));
+    }
+}

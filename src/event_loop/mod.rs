@@ -1,0 +1,648 @@
+//! The event loop core: one native thread per loop, owning a `polling::Poller`, the handle
+//! table, the timer queue and the batch of events bound for JavaScript.
+//!
+//! Other threads (the JavaScript thread) talk to it through an [`EventLoop`]: they queue
+//! commands and `notify()` the poller; they never touch the handle table. Two things happen on
+//! the calling thread because their errors must be reported synchronously: slot allocation and
+//! poll registration (epoll allows registering while another thread waits).
+
+mod batch;
+mod poller;
+mod slots;
+mod timers;
+
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use batch::{Batch, EventKind, EVENT_BYTES, TIMER_FINAL, WORDS_PER_EVENT};
+pub use slots::SlotId;
+
+use crate::error::{Error, Result};
+use crate::sys;
+use batch::Delivery;
+use poller::Poller;
+use slots::{Slab, SlotAllocator};
+use timers::TimerQueue;
+
+/// Poll interest and readiness bits, as in the JavaScript API.
+pub const READABLE: u32 = 1;
+pub const WRITABLE: u32 = 2;
+
+/// Tunables of one loop.
+#[derive(Clone, Debug)]
+pub struct LoopConfig {
+    /// The most bytes of events the loop holds undelivered before it stops producing more.
+    pub max_pending_bytes: usize,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        LoopConfig {
+            max_pending_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Rings the JavaScript thread; called on the loop thread when events became pending while no
+/// delivery was pending.
+pub type Doorbell = Box<dyn FnMut() + Send>;
+
+/// Requests from other threads, applied by the loop thread in the order they were queued.
+#[derive(Debug)]
+enum Command {
+    ArmTimer {
+        id: SlotId,
+        stamp: u32,
+        deadline: Instant,
+        period: Option<Duration>,
+    },
+    DisarmTimer {
+        id: SlotId,
+    },
+    /// The fd was registered with the poller (by the caller, so errors are synchronous).
+    WatchPoll {
+        id: SlotId,
+        stamp: u32,
+        fd: RawFd,
+        interest: u32,
+    },
+    ChangePoll {
+        id: SlotId,
+        interest: u32,
+    },
+    /// The fd was deregistered by the caller.
+    UnwatchPoll {
+        id: SlotId,
+    },
+    /// Forget the handle and free its slot.
+    Release {
+        id: SlotId,
+    },
+}
+
+#[derive(Debug)]
+struct Shared {
+    poller: Poller,
+    commands: Mutex<Vec<Command>>,
+    slots: Mutex<SlotAllocator>,
+    delivery: Delivery,
+    wakeup_requested: AtomicBool,
+    stopping: AtomicBool,
+    iteration: AtomicU64,
+    config: LoopConfig,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked (every critical section
+/// here is a push, a swap or a counter update).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A handle to a running loop thread. Cloning it is cheap; [`EventLoop::stop`] stops the thread
+/// for every clone.
+#[derive(Clone, Debug)]
+pub struct EventLoop {
+    shared: Arc<Shared>,
+}
+
+impl EventLoop {
+    /// Starts a loop thread. `doorbell` is called on it whenever events are waiting for
+    /// [`EventLoop::take_batch`].
+    pub fn start(config: LoopConfig, doorbell: Doorbell) -> Result<EventLoop> {
+        let shared = Arc::new(Shared {
+            poller: Poller::new()?,
+            commands: Mutex::default(),
+            slots: Mutex::default(),
+            delivery: Delivery::default(),
+            wakeup_requested: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            iteration: AtomicU64::new(0),
+            config,
+            thread: Mutex::new(None),
+        });
+        let loop_thread = LoopThread::new(Arc::clone(&shared), doorbell);
+        let thread = std::thread::Builder::new()
+            .name("usockets-loop".into())
+            .spawn(move || loop_thread.run())?;
+        *lock(&shared.thread) = Some(thread);
+        Ok(EventLoop { shared })
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.shared.stopping.load(Ordering::SeqCst) {
+            return Err(Error::LoopClosed);
+        }
+        Ok(())
+    }
+
+    fn check_current(&self, id: SlotId) -> Result<()> {
+        self.check_open()?;
+        if lock(&self.shared.slots).is_current(id) {
+            Ok(())
+        } else {
+            Err(Error::StaleHandle)
+        }
+    }
+
+    fn submit(&self, command: Command) {
+        lock(&self.shared.commands).push(command);
+        // A failed notify means the poller is gone with the loop; nothing is left to wake.
+        let _ = self.shared.poller.notify();
+    }
+
+    /// A new handle id (for a timer or a poll) of this loop.
+    pub fn create_handle(&self) -> Result<SlotId> {
+        self.check_open()?;
+        lock(&self.shared.slots)
+            .allocate()
+            .ok_or(Error::TooManyHandles)
+    }
+
+    /// Arms a timer: it first expires `delay` from now, then every `period` if given. Re-arming
+    /// replaces the previous schedule. Events carry `stamp`.
+    pub fn arm_timer(
+        &self,
+        id: SlotId,
+        stamp: u32,
+        delay: Duration,
+        period: Option<Duration>,
+    ) -> Result<()> {
+        self.check_current(id)?;
+        let deadline = Instant::now() + delay;
+        self.submit(Command::ArmTimer {
+            id,
+            stamp,
+            deadline,
+            period,
+        });
+        Ok(())
+    }
+
+    pub fn disarm_timer(&self, id: SlotId) -> Result<()> {
+        self.check_current(id)?;
+        self.submit(Command::DisarmTimer { id });
+        Ok(())
+    }
+
+    /// Starts watching `fd` for `interest` (READABLE | WRITABLE). Events carry `stamp`.
+    /// Fails with the OS error (`EPERM` for regular files, `EEXIST` when another poll of this
+    /// loop watches the same fd, `EBADF`...).
+    pub fn start_poll(&self, id: SlotId, stamp: u32, fd: RawFd, interest: u32) -> Result<()> {
+        self.check_current(id)?;
+        sys::check_pollable(fd)?;
+        // Queue the command before registering, so the loop knows the poll before any of its
+        // edge-triggered events can be seen (an edge dropped for an unknown slot would be lost).
+        self.submit(Command::WatchPoll {
+            id,
+            stamp,
+            fd,
+            interest,
+        });
+        if let Err(err) = self.shared.poller.watch(fd, id.index as usize, interest) {
+            self.submit(Command::UnwatchPoll { id });
+            return Err(err.into());
+        }
+        Ok(())
+    }
+
+    pub fn change_poll(&self, id: SlotId, fd: RawFd, interest: u32) -> Result<()> {
+        self.check_current(id)?;
+        self.shared
+            .poller
+            .rewatch(fd, id.index as usize, interest)?;
+        self.submit(Command::ChangePoll { id, interest });
+        Ok(())
+    }
+
+    pub fn stop_poll(&self, id: SlotId, fd: RawFd) -> Result<()> {
+        self.check_current(id)?;
+        // The fd may already be closed by its owner, which removed it from epoll by itself.
+        let _ = self.shared.poller.unwatch(fd);
+        self.submit(Command::UnwatchPoll { id });
+        Ok(())
+    }
+
+    /// Frees a handle; its events stop and its slot is reused later. A stale id does nothing.
+    pub fn release(&self, id: SlotId) {
+        if self.check_current(id).is_ok() {
+            self.submit(Command::Release { id });
+        }
+    }
+
+    /// Makes the loop emit one wakeup event soon. Many calls before it does coalesce into one.
+    pub fn wakeup(&self) -> Result<()> {
+        self.check_open()?;
+        if !self.shared.wakeup_requested.swap(true, Ordering::SeqCst) {
+            let _ = self.shared.poller.notify();
+        }
+        Ok(())
+    }
+
+    /// How many times the loop thread has woken up so far.
+    pub fn iteration_number(&self) -> u64 {
+        self.shared.iteration.load(Ordering::Relaxed)
+    }
+
+    /// Takes everything pending into `batch`, acknowledging what `batch` held before (the
+    /// caller has dispatched it). Returns false, with `batch` empty, when nothing is pending;
+    /// the doorbell rings again for the next event.
+    pub fn take_batch(&self, batch: &mut Batch) -> bool {
+        let (taken, wake_loop) = self.shared.delivery.take(batch);
+        if wake_loop {
+            let _ = self.shared.poller.notify();
+        }
+        taken
+    }
+
+    /// Stops the loop thread and waits for it. Idempotent; afterwards every method fails with
+    /// [`Error::LoopClosed`] or does nothing.
+    pub fn stop(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        let _ = self.shared.poller.notify();
+        let thread = lock(&self.shared.thread).take();
+        if let Some(thread) = thread {
+            // A panic on the loop thread has already been reported by the panic hook; the
+            // handle is closed either way.
+            let _ = thread.join();
+        }
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopping.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug)]
+struct TimerState {
+    stamp: u32,
+    deadline: Option<Instant>,
+    period: Option<Duration>,
+    /// The sequence number of the iteration that last reported it (0: none since armed).
+    reported_in: u64,
+}
+
+#[derive(Debug)]
+struct PollState {
+    stamp: u32,
+    fd: RawFd,
+    interest: u32,
+    watching: bool,
+    /// Reported and not yet acknowledged: not re-checked or reported again until then.
+    awaiting_ack: bool,
+    /// Queued for a readiness re-check.
+    candidate: bool,
+}
+
+#[derive(Debug)]
+enum Handle {
+    Timer(TimerState),
+    Poll(PollState),
+}
+
+/// Everything only the loop thread touches.
+struct LoopThread {
+    shared: Arc<Shared>,
+    doorbell: Doorbell,
+    handles: Slab<Handle>,
+    timers: TimerQueue,
+    poller_events: polling::Events,
+    /// This iteration's events, published at its end.
+    events: Batch,
+    /// The sequence number of the last published iteration.
+    seq: u64,
+    /// Reported polls in report order, with the iteration that reported them.
+    reported_polls: VecDeque<(SlotId, u64)>,
+    /// Polls whose readiness must be re-checked before they can be reported.
+    poll_candidates: Vec<SlotId>,
+    pollfds: Vec<libc::pollfd>,
+    commands: Vec<Command>,
+}
+
+impl LoopThread {
+    fn new(shared: Arc<Shared>, doorbell: Doorbell) -> LoopThread {
+        LoopThread {
+            shared,
+            doorbell,
+            handles: Slab::default(),
+            timers: TimerQueue::default(),
+            poller_events: polling::Events::new(),
+            events: Batch::default(),
+            seq: 0,
+            reported_polls: VecDeque::new(),
+            poll_candidates: Vec::new(),
+            pollfds: Vec::new(),
+            commands: Vec::new(),
+        }
+    }
+
+    fn run(mut self) {
+        while !self.shared.stopping.load(Ordering::SeqCst) {
+            let timeout = self.prepare_wait();
+            self.poller_events.clear();
+            if self
+                .shared
+                .poller
+                .wait(&mut self.poller_events, timeout)
+                .is_err()
+            {
+                // Only a broken epoll fd fails here (EINTR is retried by polling); back off
+                // instead of spinning, and keep serving commands and timers.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            self.shared.iteration.fetch_add(1, Ordering::Relaxed);
+            self.apply_commands();
+            self.collect_ready_polls();
+            self.collect_acknowledged_polls();
+            self.report_polls();
+            self.fire_timers();
+            if self.shared.wakeup_requested.swap(false, Ordering::SeqCst) {
+                self.events.push(EventKind::Wakeup, 0, 0, 0);
+            }
+            self.publish();
+        }
+        self.unwatch_all();
+    }
+
+    /// The iteration events are stamped with when published.
+    fn current_seq(&self) -> u64 {
+        self.seq + 1
+    }
+
+    fn has_credit(&self) -> bool {
+        self.shared.delivery.undelivered_bytes() + self.events.bytes()
+            < self.shared.config.max_pending_bytes
+    }
+
+    /// How long the next wait may sleep. When progress depends on JavaScript acknowledging a
+    /// delivery (polls to re-check, or no credit left), the loop asks to be woken for it.
+    fn prepare_wait(&mut self) -> Option<Duration> {
+        let has_credit = self.has_credit();
+        let needs_ack = !self.reported_polls.is_empty() || !has_credit;
+        if needs_ack {
+            self.shared.delivery.await_delivery();
+            let delivered = self.shared.delivery.delivered_seq();
+            let acked_poll = self
+                .reported_polls
+                .front()
+                .is_some_and(|&(_, seq)| seq <= delivered);
+            if acked_poll || (!has_credit && self.has_credit()) {
+                return Some(Duration::ZERO);
+            }
+        }
+        if !has_credit {
+            // Timers cannot fire without credit; the acknowledgement wakes the loop.
+            return None;
+        }
+        if !self.poll_candidates.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        self.timers
+            .next_deadline()
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+    }
+
+    fn apply_commands(&mut self) {
+        std::mem::swap(&mut *lock(&self.shared.commands), &mut self.commands);
+        let mut commands = std::mem::take(&mut self.commands);
+        for command in commands.drain(..) {
+            self.apply(command);
+        }
+        self.commands = commands;
+    }
+
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::ArmTimer {
+                id,
+                stamp,
+                deadline,
+                period,
+            } => {
+                if !lock(&self.shared.slots).is_current(id) {
+                    return;
+                }
+                self.disarm(id);
+                self.timers.insert(deadline, id.index);
+                let timer = TimerState {
+                    stamp,
+                    deadline: Some(deadline),
+                    period,
+                    reported_in: 0,
+                };
+                self.handles.insert(id, Handle::Timer(timer));
+            }
+            Command::DisarmTimer { id } => self.disarm(id),
+            Command::WatchPoll {
+                id,
+                stamp,
+                fd,
+                interest,
+            } => {
+                if !lock(&self.shared.slots).is_current(id) {
+                    return;
+                }
+                let poll = PollState {
+                    stamp,
+                    fd,
+                    interest,
+                    watching: true,
+                    awaiting_ack: false,
+                    candidate: false,
+                };
+                self.handles.insert(id, Handle::Poll(poll));
+            }
+            Command::ChangePoll { id, interest } => {
+                if let Some(Handle::Poll(poll)) = self.handles.get_mut(id) {
+                    poll.interest = interest;
+                    if poll.watching && !poll.awaiting_ack && !poll.candidate {
+                        poll.candidate = true;
+                        self.poll_candidates.push(id);
+                    }
+                }
+            }
+            Command::UnwatchPoll { id } => {
+                if let Some(Handle::Poll(poll)) = self.handles.get_mut(id) {
+                    poll.watching = false;
+                    poll.awaiting_ack = false;
+                }
+            }
+            Command::Release { id } => {
+                self.disarm(id);
+                if let Some(Handle::Poll(poll)) = self.handles.remove(id) {
+                    if poll.watching {
+                        let _ = self.shared.poller.unwatch(poll.fd);
+                    }
+                }
+                lock(&self.shared.slots).release(id);
+            }
+        }
+    }
+
+    fn disarm(&mut self, id: SlotId) {
+        if let Some(Handle::Timer(timer)) = self.handles.get_mut(id) {
+            if let Some(deadline) = timer.deadline.take() {
+                self.timers.remove(deadline, id.index);
+            }
+        }
+    }
+
+    /// Polls the poller reported: queued for a re-check unless already reported and unacknowledged.
+    fn collect_ready_polls(&mut self) {
+        for event in self.poller_events.iter() {
+            if let Some((id, Handle::Poll(poll))) = self.handles.get_by_index_mut(event.key) {
+                if poll.watching && !poll.awaiting_ack && !poll.candidate {
+                    poll.candidate = true;
+                    self.poll_candidates.push(id);
+                }
+            }
+        }
+    }
+
+    /// Polls whose report JavaScript has dispatched: re-checked now, reported again if still ready.
+    fn collect_acknowledged_polls(&mut self) {
+        let delivered = self.shared.delivery.delivered_seq();
+        while let Some(&(id, seq)) = self.reported_polls.front() {
+            if seq > delivered {
+                break;
+            }
+            self.reported_polls.pop_front();
+            if let Some(Handle::Poll(poll)) = self.handles.get_mut(id) {
+                if poll.awaiting_ack && poll.watching && !poll.candidate {
+                    poll.candidate = true;
+                    self.poll_candidates.push(id);
+                }
+                poll.awaiting_ack = false;
+            }
+        }
+    }
+
+    /// Re-checks the candidates' readiness in one `poll(2)` and reports the ready ones. Edge
+    /// notifications can be stale (the fd was drained while its callback ran); the re-check
+    /// makes every report true at the time it is made.
+    fn report_polls(&mut self) {
+        if self.poll_candidates.is_empty() || !self.has_credit() {
+            return;
+        }
+        let mut candidates = std::mem::take(&mut self.poll_candidates);
+        candidates.retain(|&id| matches!(self.handles.get(id), Some(Handle::Poll(p)) if p.watching && p.candidate));
+        self.pollfds.clear();
+        for &id in &candidates {
+            if let Some(Handle::Poll(poll)) = self.handles.get(id) {
+                let mut events = 0;
+                if poll.interest & READABLE != 0 {
+                    events |= libc::POLLIN;
+                }
+                if poll.interest & WRITABLE != 0 {
+                    events |= libc::POLLOUT;
+                }
+                self.pollfds.push(libc::pollfd {
+                    fd: poll.fd,
+                    events,
+                    revents: 0,
+                });
+            }
+        }
+        if sys::poll_now(&mut self.pollfds).is_err() {
+            // Cannot happen with a valid array; retry on the next iteration rather than lose them.
+            self.poll_candidates = candidates;
+            return;
+        }
+        let seq = self.current_seq();
+        for (i, &id) in candidates.iter().enumerate() {
+            let revents = self.pollfds[i].revents;
+            let has_credit = self.has_credit();
+            let Some(Handle::Poll(poll)) = self.handles.get_mut(id) else {
+                continue;
+            };
+            let mut ready = 0;
+            if revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+                // Errors and hang-ups are reported as whatever the poll waits for, as in uSockets:
+                // the callback's next read or write sees the error.
+                ready = poll.interest;
+            }
+            if revents & libc::POLLIN != 0 {
+                ready |= READABLE;
+            }
+            if revents & libc::POLLOUT != 0 {
+                ready |= WRITABLE;
+            }
+            ready &= poll.interest;
+            if ready == 0 {
+                // Not ready after all: the next edge brings it back.
+                poll.candidate = false;
+            } else if has_credit {
+                poll.candidate = false;
+                poll.awaiting_ack = true;
+                self.events
+                    .push(EventKind::Poll, id.index, poll.stamp, ready);
+                self.reported_polls.push_back((id, seq));
+            } else {
+                // Out of credit: keep it for when JavaScript catches up.
+                self.poll_candidates.push(id);
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        let delivered = self.shared.delivery.delivered_seq();
+        let seq = self.current_seq();
+        while self.has_credit() {
+            let Some((deadline, index)) = self.timers.pop_due(now) else {
+                break;
+            };
+            let Some((_, Handle::Timer(timer))) = self.handles.get_by_index_mut(index as usize)
+            else {
+                continue;
+            };
+            // A repeating timer whose previous expiry JavaScript has not dispatched yet skips
+            // this one: expirations collapse instead of queueing up behind a busy thread.
+            if timer.reported_in <= delivered {
+                let arg = if timer.period.is_some() {
+                    0
+                } else {
+                    TIMER_FINAL
+                };
+                self.events.push(EventKind::Timer, index, timer.stamp, arg);
+                timer.reported_in = seq;
+            }
+            timer.deadline = timer
+                .period
+                .map(|period| timers::next_expiry(deadline, period, now));
+            if let Some(next) = timer.deadline {
+                self.timers.insert(next, index);
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        if self.events.is_empty() {
+            return;
+        }
+        self.seq += 1;
+        if self.shared.delivery.publish(&mut self.events, self.seq) {
+            (self.doorbell)();
+        }
+    }
+
+    /// Leaves no user fd registered once the loop is gone.
+    fn unwatch_all(&mut self) {
+        for handle in self.handles.drain() {
+            if let Handle::Poll(poll) = handle {
+                if poll.watching {
+                    let _ = self.shared.poller.unwatch(poll.fd);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,73 @@
+//! The loop's `polling::Poller`, narrowed to what the loop needs. Registration is the one place
+//! where raw descriptors meet the poller, so the `unsafe` of that API lives here.
+
+use std::io;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::time::Duration;
+
+use polling::{Event, Events, PollMode};
+
+use super::{READABLE, WRITABLE};
+
+#[derive(Debug)]
+pub struct Poller {
+    inner: polling::Poller,
+}
+
+fn interest_event(key: usize, interest: u32) -> Event {
+    Event::new(key, interest & READABLE != 0, interest & WRITABLE != 0)
+}
+
+/// Borrows a descriptor that the caller vouches is open.
+///
+/// # Safety
+/// `fd` must stay open while the returned value is used (for the duration of one epoll_ctl).
+unsafe fn borrow_open_fd(fd: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: forwarded to the caller.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+impl Poller {
+    pub fn new() -> io::Result<Poller> {
+        Ok(Poller {
+            inner: polling::Poller::new()?,
+        })
+    }
+
+    /// Registers `fd` edge-triggered under `key`. Edge mode means the loop never has to
+    /// re-register a descriptor after reporting it; it re-checks readiness itself (see
+    /// `sys::poll_now`) before every report.
+    pub fn watch(&self, fd: RawFd, key: usize, interest: u32) -> io::Result<()> {
+        // SAFETY: polling requires the source to be deleted before it is closed. Polls watch
+        // descriptors their user owns, and the Poll contract (index.d.ts) is to stop() before
+        // closing the fd. A user who closes it first only makes the kernel drop the
+        // registration on its own; a later `unwatch` then fails harmlessly.
+        unsafe {
+            self.inner
+                .add_with_mode(fd, interest_event(key, interest), PollMode::Edge)
+        }
+    }
+
+    /// Changes the interest of a watched descriptor.
+    pub fn rewatch(&self, fd: RawFd, key: usize, interest: u32) -> io::Result<()> {
+        // SAFETY: `fd` is registered, hence open under the contract of `watch`.
+        let fd = unsafe { borrow_open_fd(fd) };
+        self.inner
+            .modify_with_mode(fd, interest_event(key, interest), PollMode::Edge)
+    }
+
+    pub fn unwatch(&self, fd: RawFd) -> io::Result<()> {
+        // SAFETY: `fd` is registered, hence open under the contract of `watch`.
+        let fd = unsafe { borrow_open_fd(fd) };
+        self.inner.delete(fd)
+    }
+
+    pub fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
+        self.inner.wait(events, timeout)
+    }
+
+    /// Wakes a `wait` in progress, or makes the next one return at once. Coalesced.
+    pub fn notify(&self) -> io::Result<()> {
+        self.inner.notify()
+    }
+}

@@ -1,0 +1,16 @@
+//! usockets-rs: the uSockets networking model for Node.js.
+//!
+//! The crate has two halves. [`event_loop`] is plain Rust: a loop thread per `Loop` with a
+//! `polling::Poller`, generation-checked handle slots, timers, polls, and the batched event
+//! channel to the JavaScript thread. It never names a Node-API type, so `cargo test
+//! --no-default-features` tests it without Node. `binding` (behind the default `napi` feature)
+//! is the thin Node-API layer: argument conversion, the threadsafe function that rings the
+//! JavaScript thread, and the environment cleanup hook that stops loop threads.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod error;
+pub mod event_loop;
+pub mod sys;
+
+#[cfg(feature = "napi")]
+mod binding;
