@@ -34,6 +34,31 @@ export declare class LoopCore {
   checkPollable(fd: number): void
   wakeup(): void
   get iterationNumber(): number
+  /** Listens on TCP; returns the listener's id. Errors carry the errno code (`EADDRINUSE`). */
+  listen(host: string | undefined | null, port: number, exclusive: boolean): number
+  listenUnix(path: string): number
+  /** The port a listener is bound to (-1 for Unix sockets, or once closed). */
+  listenerPort(id: number): number
+  closeListener(id: number): void
+  /** Starts a connect; returns the socket's id at once. `source` must be an IP address. */
+  connect(host: string, port: number, source?: string | undefined | null): number
+  connectUnix(path: string): number
+  write(id: number, data: Uint8Array, more: boolean): number
+  write2(id: number, header: Uint8Array, payload: Uint8Array): number
+  /** Takes all of `data`; returns the bytes buffered natively afterwards. */
+  send(id: number, data: Uint8Array): number
+  bufferedAmount(id: number): number
+  shutdown(id: number): void
+  shutdownRead(id: number): void
+  flush(id: number): void
+  socketFd(id: number): number
+  /** JavaScript closed the socket (or cancelled its connect). */
+  closeSocket(id: number): void
+  /** JavaScript dispatched the loop's close or connect error of the socket. */
+  releaseSocket(id: number): void
+  /** Arms the socket's timeout in `seconds` (`long`: its long timeout); 0 disarms. */
+  setSocketTimeout(id: number, seconds: number, long: boolean): void
+  pause(id: number, paused: boolean): void
   /** Stops and joins the loop thread. Idempotent. */
   close(): void
 }

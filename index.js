@@ -8,6 +8,7 @@
 // into JS costs ten times that.
 'use strict'
 
+const { getSystemErrorName } = require('node:util')
 const { LoopCore } = require('./binding.js')
 
 const READABLE = 1
@@ -21,7 +22,16 @@ const WORDS_PER_EVENT = 4
 const EVENT_TIMER = 1
 const EVENT_POLL = 2
 const EVENT_WAKEUP = 3
+const EVENT_OPEN = 4
+const EVENT_DATA = 5
+const EVENT_WRITABLE = 6
+const EVENT_END = 7
+const EVENT_TIMEOUT = 8
+const EVENT_LONG_TIMEOUT = 9
+const EVENT_CLOSE = 10
+const EVENT_CONNECT_ERROR = 11
 const TIMER_FINAL = 1
+const OPENED_BY_CONNECT = 0xffffffff
 
 // Handle ids pack a 26-bit slot index under a generation (src/event_loop/slots.rs).
 const SLOT_INDEX_RANGE = 2 ** 26
@@ -32,12 +42,19 @@ const MAX_MAX_PENDING_BYTES = 2 ** 40
 // the process open while a loop has work (see LoopState.hold).
 const MAX_TIMER_MS = 2 ** 31 - 1
 const MAX_FD = 2 ** 31 - 1
+const DEFAULT_HIGH_WATER_MARK = 64 * 1024
+// socket.timeout() accepts up to a week, longTimeout() up to a year of minutes.
+const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+const MAX_LONG_TIMEOUT_MINUTES = 365 * 24 * 60
+const ECANCELED = 125
 
 // Internal slots shared between the classes of this file; symbols keep them off the public API.
 const kState = Symbol('usockets.loopState')
 const kStamp = Symbol('usockets.stamp')
 const kDispatch = Symbol('usockets.dispatch')
 const kCloseByLoop = Symbol('usockets.closeByLoop')
+const kAccept = Symbol('usockets.accept')
+const kContextState = Symbol('usockets.contextState')
 
 // --- argument checks: Node's codes and wording -----------------------------------------------
 
@@ -96,6 +113,24 @@ function reportUncaught(err) {
 
 function noop() {}
 
+/** An Error for an errno (positive) or a libuv code (negative), shaped like Node's. */
+function systemError(code, syscall, detail) {
+  const name = getSystemErrorName(code > 0 ? -code : code)
+  const err = new Error(detail === undefined ? `${syscall} ${name}` : `${syscall} ${name} ${detail}`)
+  err.errno = code
+  err.code = name
+  err.syscall = syscall
+  return err
+}
+
+/** Bytes to write: a Buffer / Uint8Array as is, other views as bytes, strings as UTF-8. */
+function bytesOf(data, name) {
+  if (data instanceof Uint8Array) return data
+  if (typeof data === 'string') return Buffer.from(data, 'utf8')
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+  throw invalidArgType(name, 'of type string or an instance of Buffer, TypedArray or DataView', data)
+}
+
 // --- the loop ---------------------------------------------------------------------------------
 
 /** Everything a Loop shares with its handles. Not exported. */
@@ -112,6 +147,9 @@ class LoopState {
     this.runWaiters = []
     this.nextStamp = 0
     this.closed = false
+    this.closing = false
+    /** True while a batch is being dispatched: run() settles after it, not in the middle. */
+    this.dispatching = false
     this.lastIteration = 0
     this.core = new LoopCore(() => this.deliver(), maxPendingBytes)
     // Handles forgotten without close(): free their native slot once they are collected.
@@ -124,27 +162,57 @@ class LoopState {
   /** Called through the threadsafe function whenever events are pending. */
   deliver() {
     const core = this.core
-    let records
-    while ((records = core.takeBatch()) !== null) this.dispatch(records)
+    this.dispatching = true
+    try {
+      let records
+      while ((records = core.takeBatch()) !== null) this.dispatch(records)
+    } finally {
+      this.dispatching = false
+    }
+    // A handle released and held again within the batch (a one-shot timer whose callback
+    // re-arms it) never made the loop idle.
+    if (this.holds === 0) this.settleRun()
   }
 
   dispatch(records) {
     const handles = this.handles
-    for (let i = 0; i < records.length; i += WORDS_PER_EVENT) {
+    for (let i = 0; i < records.length; ) {
       const kind = records[i]
+      const index = records[i + 1]
+      const stamp = records[i + 2]
+      const arg = records[i + 3]
+      const at = i
+      i += kind === EVENT_OPEN || kind === EVENT_DATA ? WORDS_PER_EVENT + ((arg + 3) >>> 2) : WORDS_PER_EVENT
       try {
         if (kind === EVENT_WAKEUP) {
           if (this.onWakeup !== undefined && !this.closed) this.onWakeup(this.loop)
           continue
         }
-        const handle = handles[records[i + 1]]
+        if (kind === EVENT_OPEN && records[at + 4] !== OPENED_BY_CONNECT) {
+          this.accepted(records, at)
+          continue
+        }
+        const handle = handles[index]
         // A record whose stamp is not the handle's current one was queued before a stop(),
         // close() or new set(): dropped, as API.md promises.
-        if (handle !== undefined && handle[kStamp] === records[i + 2]) handle[kDispatch](kind, records[i + 3])
+        if (handle !== undefined && handle[kStamp] === stamp) handle[kDispatch](kind, arg, records, at)
       } catch (err) {
         reportUncaught(err)
       }
     }
+  }
+
+  /** An accepted connection: its listener's context gets a new Socket, then onOpen. */
+  accepted(records, at) {
+    const index = records[at + 1]
+    const id = records[at + 2] * SLOT_INDEX_RANGE + index
+    const listener = this.handles[records[at + 4]]
+    if (!(listener instanceof ListenSocket) || listener.isClosed) {
+      // Accepted just before its listener closed: nobody asked for it.
+      this.core.closeSocket(id)
+      return
+    }
+    listener[kAccept](id, index, records, at)
   }
 
   /** A stamp for a new arming; never 0, which marks a handle with nothing armed. */
@@ -168,7 +236,7 @@ class LoopState {
   release() {
     if (--this.holds === 0) {
       this.keepAlive.unref()
-      this.settleRun()
+      if (!this.dispatching) this.settleRun()
     }
   }
 
@@ -184,10 +252,12 @@ class LoopState {
   }
 
   close() {
-    if (this.closed) return
+    if (this.closed || this.closing) return
+    // Handles close while the loop still runs, so open sockets get their onClose.
+    this.closing = true
+    for (const handle of this.handles) if (handle !== undefined) handle[kCloseByLoop]()
     this.lastIteration = this.core.iterationNumber
     this.closed = true
-    for (const handle of this.handles) if (handle !== undefined) handle[kCloseByLoop]()
     this.handles = []
     this.core.close()
     if (this.keepAlive !== null) clearInterval(this.keepAlive)
@@ -458,10 +528,515 @@ class Poll {
   }
 }
 
+// --- sockets ----------------------------------------------------------------------------------
+
+/** Reads the payload of an Open record: [listener, remotePort, localPort, remoteLength] + text. */
+function openedAddresses(records, at) {
+  const payloadBytes = records[at + 3]
+  const remotePort = records[at + 5] | 0
+  const localPort = records[at + 6] | 0
+  const remoteLength = records[at + 7]
+  const text = Buffer.from(records.buffer, records.byteOffset + (at + 8) * 4, payloadBytes - 16)
+  return {
+    remotePort,
+    localPort,
+    remoteAddress: text.toString('utf8', 0, remoteLength),
+    localAddress: text.toString('utf8', remoteLength),
+  }
+}
+
+const DEFAULT_HANDLERS = {
+  onOpen: noop,
+  onData: noop,
+  onWritable: noop,
+  // Without an onEnd handler a socket whose peer finished is closed (API.md).
+  onEnd: null,
+  onTimeout: noop,
+  onLongTimeout: noop,
+  onClose: noop,
+  onConnectError: noop,
+  onServerName: noop,
+}
+
+class SocketContext {
+  /**
+   * @param {Loop} [loop]
+   * @param {{ tls?: object, highWaterMark?: number }} [options]
+   */
+  constructor(loop, options) {
+    loop = loopArgument(loop)
+    const { tls, highWaterMark = DEFAULT_HIGH_WATER_MARK } = validateOptions(options, 'options')
+    validateInteger(highWaterMark, 'options.highWaterMark', 1, 2 ** 32)
+    if (tls !== undefined && tls !== null) {
+      const err = new Error('TLS contexts are not available in this version of usockets-rs')
+      err.code = 'ERR_TLS_UNAVAILABLE'
+      throw err
+    }
+    const state = loop[kState]
+    if (state.closed) throw loopClosedError()
+    this.ext = undefined
+    Object.defineProperty(this, kContextState, {
+      value: {
+        loop,
+        state,
+        highWaterMark,
+        handlers: { ...DEFAULT_HANDLERS },
+        sockets: new Set(),
+        listeners: new Set(),
+      },
+    })
+  }
+
+  get loop() {
+    return this[kContextState].loop
+  }
+
+  get isTls() {
+    return false
+  }
+
+  #handler(name, callback) {
+    validateFunction(callback, 'callback')
+    this[kContextState].handlers[name] = callback
+    return this
+  }
+
+  onOpen(callback) {
+    return this.#handler('onOpen', callback)
+  }
+
+  onData(callback) {
+    return this.#handler('onData', callback)
+  }
+
+  onWritable(callback) {
+    return this.#handler('onWritable', callback)
+  }
+
+  onEnd(callback) {
+    return this.#handler('onEnd', callback)
+  }
+
+  onTimeout(callback) {
+    return this.#handler('onTimeout', callback)
+  }
+
+  onLongTimeout(callback) {
+    return this.#handler('onLongTimeout', callback)
+  }
+
+  onClose(callback) {
+    return this.#handler('onClose', callback)
+  }
+
+  onConnectError(callback) {
+    return this.#handler('onConnectError', callback)
+  }
+
+  onServerName(callback) {
+    return this.#handler('onServerName', callback)
+  }
+
+  listen(host, port, options = LISTEN_DEFAULT) {
+    if (host !== null && host !== undefined && typeof host !== 'string') {
+      throw invalidArgType('host', 'of type string or null', host)
+    }
+    validateInteger(port, 'port', 0, 65535)
+    validateInteger(options, 'options', LISTEN_DEFAULT, LISTEN_EXCLUSIVE_PORT)
+    const context = this[kContextState]
+    if (context.state.closed) throw loopClosedError()
+    const id = context.state.core.listen(host ?? null, port, options === LISTEN_EXCLUSIVE_PORT)
+    return new ListenSocket(this, id, host ?? '', context.state.core.listenerPort(id))
+  }
+
+  listenUnix(path, options = LISTEN_DEFAULT) {
+    if (typeof path !== 'string' || path === '') throw invalidArgType('path', 'a non-empty string', path)
+    validateInteger(options, 'options', LISTEN_DEFAULT, LISTEN_EXCLUSIVE_PORT)
+    const context = this[kContextState]
+    if (context.state.closed) throw loopClosedError()
+    return new ListenSocket(this, context.state.core.listenUnix(path), path, -1)
+  }
+
+  connect(host, port, options) {
+    if (typeof host !== 'string' || host === '') throw invalidArgType('host', 'a non-empty string', host)
+    validateInteger(port, 'port', 1, 65535)
+    const { sourceHost, ext } = validateOptions(options, 'options')
+    if (sourceHost !== undefined && sourceHost !== null && typeof sourceHost !== 'string') {
+      throw invalidArgType('options.sourceHost', 'of type string', sourceHost)
+    }
+    const context = this[kContextState]
+    if (context.state.closed) throw loopClosedError()
+    const id = context.state.core.connect(host, port, sourceHost ?? null)
+    return Socket[kAccept](this, id, ext)
+  }
+
+  connectUnix(path, options) {
+    if (typeof path !== 'string' || path === '') throw invalidArgType('path', 'a non-empty string', path)
+    const { ext } = validateOptions(options, 'options')
+    const context = this[kContextState]
+    if (context.state.closed) throw loopClosedError()
+    return Socket[kAccept](this, context.state.core.connectUnix(path), ext)
+  }
+
+  /** Moves a socket here: later events reach this context's handlers; no onOpen; timeouts off. */
+  adoptSocket(socket) {
+    if (!(socket instanceof Socket)) throw invalidArgType('socket', 'an instance of Socket', socket)
+    if (socket.context.loop !== this.loop) {
+      const err = new Error('adoptSocket: the socket belongs to another loop')
+      err.code = 'ERR_INVALID_ARG_VALUE'
+      throw err
+    }
+    socket[kContextState](this)
+    return socket
+  }
+
+  /** The seed's name for adoptSocket. */
+  link(socket) {
+    return this.adoptSocket(socket)
+  }
+
+  createChild(options) {
+    const { highWaterMark = this[kContextState].highWaterMark } = validateOptions(options, 'options')
+    return new SocketContext(this.loop, { highWaterMark })
+  }
+
+  addServerName() {
+    throw tlsOnly('addServerName')
+  }
+
+  removeServerName() {
+    throw tlsOnly('removeServerName')
+  }
+
+  findServerNameExt() {
+    return undefined
+  }
+
+  /** Closes the listen sockets, then every socket (onClose fires for each before returning). */
+  close() {
+    const context = this[kContextState]
+    for (const listener of [...context.listeners]) listener.close()
+    for (const socket of [...context.sockets]) socket[kCloseByLoop]()
+  }
+}
+
+function tlsOnly(method) {
+  const err = new Error(`${method} needs a TLS context`)
+  err.code = 'ERR_TLS_UNAVAILABLE'
+  return err
+}
+
+class ListenSocket {
+  #context
+  #id
+  #index
+  #host
+  #port
+  #closed = false
+
+  constructor(context, id, host, port) {
+    this.#context = context
+    this.#id = id
+    this.#index = id % SLOT_INDEX_RANGE
+    this.#host = host
+    this.#port = port
+    const contextState = context[kContextState]
+    this[kStamp] = Math.floor(id / SLOT_INDEX_RANGE)
+    contextState.state.handles[this.#index] = this
+    contextState.listeners.add(this)
+    contextState.state.hold()
+  }
+
+  get port() {
+    return this.#port
+  }
+
+  get host() {
+    return this.#host
+  }
+
+  get context() {
+    return this.#context
+  }
+
+  get isClosed() {
+    return this.#closed
+  }
+
+  /** Stops accepting; the port is free when it returns. Open sockets stay. Idempotent. */
+  close() {
+    if (this.#closed) return
+    this.#closed = true
+    const contextState = this.#context[kContextState]
+    contextState.listeners.delete(this)
+    const { state } = contextState
+    if (state.closed) return
+    if (state.handles[this.#index] === this) state.handles[this.#index] = undefined
+    state.core.closeListener(this.#id)
+    state.release()
+  }
+
+  [kAccept](id, index, records, at) {
+    const socket = Socket[kAccept](this.#context, id, undefined)
+    socket[kDispatch](EVENT_OPEN, 0, records, at)
+  }
+
+  [kDispatch]() {}
+
+  [kCloseByLoop]() {
+    this.close()
+  }
+}
+
+class Socket {
+  #context
+  #id
+  #index
+  #state
+  #established = false
+  #closed = false
+  #shutDown = false
+  #buffered = 0
+  #remoteAddress = ''
+  #localAddress = ''
+  #remotePort = -1
+  #localPort = -1
+
+  /** Sockets come from connect() and accepts only. */
+  constructor(token) {
+    if (token !== kAccept) throw new TypeError('Socket is not constructible; use SocketContext.connect()')
+    this.ext = undefined
+  }
+
+  static [kAccept](context, id, ext) {
+    const socket = new Socket(kAccept)
+    socket.#context = context
+    socket.#id = id
+    socket.#index = id % SLOT_INDEX_RANGE
+    socket.ext = ext
+    const contextState = context[kContextState]
+    const state = contextState.state
+    socket.#state = state
+    socket[kStamp] = Math.floor(id / SLOT_INDEX_RANGE)
+    state.handles[socket.#index] = socket
+    contextState.sockets.add(socket)
+    state.hold()
+    return socket
+  }
+
+  get context() {
+    return this.#context
+  }
+
+  get isClosed() {
+    return this.#closed
+  }
+
+  get isShutDown() {
+    return this.#shutDown
+  }
+
+  get isEstablished() {
+    return this.#established && !this.#closed
+  }
+
+  get isTls() {
+    return false
+  }
+
+  get alpnProtocol() {
+    return undefined
+  }
+
+  get servername() {
+    return undefined
+  }
+
+  get peerCertificate() {
+    return undefined
+  }
+
+  get remoteAddress() {
+    return this.#remoteAddress
+  }
+
+  get localAddress() {
+    return this.#localAddress
+  }
+
+  get remotePort() {
+    return this.#remotePort
+  }
+
+  get localPort() {
+    return this.#localPort
+  }
+
+  get fd() {
+    return this.#closed ? -1 : this.#state.core.socketFd(this.#id)
+  }
+
+  get bufferedAmount() {
+    return this.#buffered
+  }
+
+  #writable() {
+    return this.#established && !this.#closed && !this.#shutDown && !this.#state.closed
+  }
+
+  write(data, msgMore = false) {
+    const bytes = bytesOf(data, 'data')
+    if (typeof msgMore !== 'boolean') throw invalidArgType('msgMore', 'of type boolean', msgMore)
+    if (!this.#writable() || this.#buffered !== 0) return 0
+    return this.#state.core.write(this.#id, bytes, msgMore)
+  }
+
+  write2(header, payload) {
+    const headerBytes = bytesOf(header, 'header')
+    const payloadBytes = bytesOf(payload, 'payload')
+    if (!this.#writable() || this.#buffered !== 0) return 0
+    return this.#state.core.write2(this.#id, headerBytes, payloadBytes)
+  }
+
+  send(data) {
+    const bytes = bytesOf(data, 'data')
+    if (!this.#writable()) return false
+    this.#buffered = this.#state.core.send(this.#id, bytes)
+    return this.#buffered < this.#context[kContextState].highWaterMark
+  }
+
+  flush() {
+    if (this.#writable()) this.#state.core.flush(this.#id)
+  }
+
+  /** Sends FIN after the buffered data. The socket closes once the peer has finished too. */
+  shutdown() {
+    if (!this.#writable()) return
+    this.#shutDown = true
+    this.#state.core.shutdown(this.#id)
+  }
+
+  shutdownRead() {
+    if (this.#established && !this.#closed && !this.#state.closed) this.#state.core.shutdownRead(this.#id)
+  }
+
+  timeout(seconds) {
+    validateInteger(seconds, 'seconds', 0, MAX_TIMEOUT_SECONDS)
+    if (!this.#closed && !this.#state.closed) this.#state.core.setSocketTimeout(this.#id, seconds, false)
+  }
+
+  longTimeout(minutes) {
+    validateInteger(minutes, 'minutes', 0, MAX_LONG_TIMEOUT_MINUTES)
+    if (!this.#closed && !this.#state.closed) this.#state.core.setSocketTimeout(this.#id, minutes * 60, true)
+  }
+
+  pause() {
+    if (!this.#closed && !this.#state.closed) this.#state.core.pause(this.#id, true)
+  }
+
+  resume() {
+    if (!this.#closed && !this.#state.closed) this.#state.core.pause(this.#id, false)
+  }
+
+  /**
+   * Closes the socket: onClose(socket, code, reason) runs before this returns. On a connecting
+   * socket it cancels the connect and nothing fires. On a closed socket it does nothing.
+   */
+  close(code = 0, reason = undefined) {
+    if (typeof code !== 'number') throw invalidArgType('code', 'of type number', code)
+    if (this.#closed || this.#state.closed) return
+    const wasOpen = this.#established
+    this.#forget()
+    this.#state.core.closeSocket(this.#id)
+    if (wasOpen) this.#context[kContextState].handlers.onClose(this, code, reason)
+  }
+
+  /** Marks it closed and gives up its place in the loop's table, its context and its hold. */
+  #forget() {
+    this.#closed = true
+    const state = this.#state
+    if (state.handles[this.#index] === this) state.handles[this.#index] = undefined
+    this.#context[kContextState].sockets.delete(this)
+    if (!state.closed) state.release()
+  }
+
+  [kContextState](context) {
+    if (this.#closed) return
+    this.#context[kContextState].sockets.delete(this)
+    this.#context = context
+    context[kContextState].sockets.add(this)
+    this.#state.core.setSocketTimeout(this.#id, 0, false)
+    this.#state.core.setSocketTimeout(this.#id, 0, true)
+  }
+
+  [kDispatch](kind, arg, records, at) {
+    const handlers = this.#context[kContextState].handlers
+    switch (kind) {
+      case EVENT_DATA:
+        handlers.onData(this, Buffer.from(records.buffer, records.byteOffset + (at + WORDS_PER_EVENT) * 4, arg))
+        break
+      case EVENT_OPEN: {
+        const opened = openedAddresses(records, at)
+        this.#remoteAddress = opened.remoteAddress
+        this.#localAddress = opened.localAddress
+        this.#remotePort = opened.remotePort
+        this.#localPort = opened.localPort
+        this.#established = true
+        handlers.onOpen(this, records[at + 4] === OPENED_BY_CONNECT, opened.remoteAddress)
+        break
+      }
+      case EVENT_WRITABLE:
+        this.#buffered = this.#state.core.bufferedAmount(this.#id)
+        handlers.onWritable(this)
+        break
+      case EVENT_END:
+        if (handlers.onEnd === null) this.close()
+        else handlers.onEnd(this)
+        break
+      case EVENT_TIMEOUT:
+        handlers.onTimeout(this)
+        break
+      case EVENT_LONG_TIMEOUT:
+        handlers.onLongTimeout(this)
+        break
+      case EVENT_CLOSE: {
+        this.#forget()
+        this.#state.core.releaseSocket(this.#id)
+        const code = arg | 0
+        handlers.onClose(this, code, code === 0 ? undefined : systemError(code, 'read'))
+        break
+      }
+      case EVENT_CONNECT_ERROR: {
+        this.#forget()
+        this.#state.core.releaseSocket(this.#id)
+        const code = arg | 0
+        handlers.onConnectError(this, code, systemError(code, 'connect'))
+        break
+      }
+    }
+  }
+
+  /** Closing the context or the loop: open sockets get onClose, connecting ones ECANCELED. */
+  [kCloseByLoop]() {
+    if (this.#closed) return
+    if (this.#established) {
+      this.close()
+      return
+    }
+    const loopClosed = this.#state.closed
+    this.#forget()
+    if (!loopClosed) this.#state.core.closeSocket(this.#id)
+    this.#context[kContextState].handlers.onConnectError(this, ECANCELED, systemError(ECANCELED, 'connect'))
+  }
+}
+
 module.exports = {
   Loop,
   Timer,
   Poll,
+  SocketContext,
+  Socket,
+  ListenSocket,
   READABLE,
   WRITABLE,
   LISTEN_DEFAULT,

@@ -17,4 +17,8 @@ const build = spawnSync(
   [cli, 'build', '--platform', '--release', '--js', 'binding.js', '--dts', 'binding.d.ts'],
   { cwd: root, stdio: 'inherit' },
 )
-process.exit(build.status ?? 1)
+if (build.status !== 0) process.exit(build.status ?? 1)
+// Installed as a dependency, the build directory (about 150 MB) is only a cache nobody reuses.
+if (root.split(path.sep).includes('node_modules')) {
+  require('node:fs').rmSync(path.join(root, 'target'), { recursive: true, force: true })
+}

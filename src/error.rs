@@ -91,14 +91,8 @@ mod tests {
 
     #[test]
     fn os_errors_carry_node_style_codes() {
-        assert_eq!(
-            Error::from(io::Error::from_raw_os_error(libc::EPERM)).code(),
-            "EPERM"
-        );
-        assert_eq!(
-            Error::from(io::Error::from_raw_os_error(libc::EBADF)).code(),
-            "EBADF"
-        );
+        assert_eq!(Error::from(io::Error::from_raw_os_error(libc::EPERM)).code(), "EPERM");
+        assert_eq!(Error::from(io::Error::from_raw_os_error(libc::EBADF)).code(), "EBADF");
         assert_eq!(Error::LoopClosed.code(), "ERR_LOOP_CLOSED");
         assert!(Error::LoopClosed.to_string().contains("closed"));
     }

@@ -39,6 +39,143 @@ pub fn poll_now(fds: &mut [libc::pollfd]) -> io::Result<()> {
     }
 }
 
+// --- sockets ------------------------------------------------------------------------------------
+
+use socket2::{Domain, Protocol, Type};
+pub use socket2::{SockAddr, Socket};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+
+const LISTEN_BACKLOG: i32 = 512;
+
+fn stream_socket(domain: Domain) -> io::Result<Socket> {
+    let protocol = if domain == Domain::UNIX { None } else { Some(Protocol::TCP) };
+    Socket::new(domain, Type::STREAM.nonblocking().cloexec(), protocol)
+}
+
+/// A listening TCP socket. `exclusive` leaves SO_REUSEPORT off, so a taken port fails with
+/// `EADDRINUSE` instead of being shared; an IPv6 wildcard address listens dual-stack.
+pub fn listen_tcp(addr: SocketAddr, exclusive: bool) -> io::Result<Socket> {
+    let socket = stream_socket(Domain::for_address(addr))?;
+    socket.set_reuse_address(true)?;
+    if !exclusive {
+        socket.set_reuse_port(true)?;
+    }
+    if addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
+        socket.set_only_v6(false)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket)
+}
+
+pub fn listen_unix(path: &Path) -> io::Result<Socket> {
+    let socket = stream_socket(Domain::UNIX)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket)
+}
+
+/// Accepts one pending connection: `None` when there is none (EAGAIN). Connection errors that
+/// only concern the aborted peer (ECONNABORTED...) are skipped.
+pub fn accept(listener: &Socket) -> io::Result<Option<(Socket, SockAddr)>> {
+    loop {
+        match listener.accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) {
+            Ok((socket, peer)) => {
+                if socket.domain()? != Domain::UNIX {
+                    socket.set_tcp_nodelay(true)?;
+                }
+                return Ok(Some((socket, peer)));
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(err)
+                if matches!(err.raw_os_error(), Some(libc::ECONNABORTED | libc::EPROTO | libc::EINTR)) => {}
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Starts a non-blocking connect; completion shows as writability (then [`take_error`]).
+pub fn connect(addr: &SockAddr, source: Option<IpAddr>) -> io::Result<Socket> {
+    let socket = stream_socket(addr.domain())?;
+    if addr.domain() != Domain::UNIX {
+        socket.set_tcp_nodelay(true)?;
+    }
+    if let Some(source) = source {
+        socket.bind(&SocketAddr::new(source, 0).into())?;
+    }
+    match socket.connect(addr) {
+        // A Unix connect completes at once or fails (EAGAIN: the listener's backlog is full).
+        Ok(()) => Ok(socket),
+        Err(err) if err.raw_os_error() == Some(libc::EINPROGRESS) => Ok(socket),
+        Err(err) => Err(err),
+    }
+}
+
+/// The pending error of a socket (SO_ERROR), e.g. why a connect failed.
+pub fn take_error(socket: &Socket) -> io::Result<()> {
+    match socket.take_error()? {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// `recv`: `Ok(0)` is the peer's FIN; WouldBlock means nothing to read now.
+pub fn recv(socket: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match io::Read::read(&mut &*socket, buf) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            result => return result,
+        }
+    }
+}
+
+fn send_flags(more: bool) -> i32 {
+    libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 }
+}
+
+/// Sends what the kernel takes now: the count, 0 when it takes nothing (EAGAIN).
+pub fn send(socket: &Socket, data: &[u8], more: bool) -> io::Result<usize> {
+    loop {
+        match socket.send_with_flags(data, send_flags(more)) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            result => return result,
+        }
+    }
+}
+
+/// Like [`send`] for two buffers in one `sendmsg` (a writev).
+pub fn send2(socket: &Socket, first: &[u8], second: &[u8], more: bool) -> io::Result<usize> {
+    let bufs = [io::IoSlice::new(first), io::IoSlice::new(second)];
+    loop {
+        match socket.send_vectored_with_flags(&bufs, send_flags(more)) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            result => return result,
+        }
+    }
+}
+
+/// Pushes out data held back by MSG_MORE.
+pub fn uncork(socket: &Socket) -> io::Result<()> {
+    socket.set_tcp_cork(false)
+}
+
+/// How JavaScript shows an address: IPv4 peers of dual-stack sockets as `'127.0.0.1'`, IPv6
+/// without brackets, Unix sockets as their path (`''` when unnamed). The port is -1 for Unix.
+pub fn describe_address(addr: &SockAddr) -> (String, i32) {
+    if let Some(inet) = addr.as_socket() {
+        let ip = match inet.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        return (ip.to_string(), i32::from(inet.port()));
+    }
+    let path = addr.as_pathname().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    (path, -1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,21 +192,14 @@ mod tests {
     fn sockets_are_pollable_and_closed_fds_are_not() {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         check_pollable(a.as_raw_fd()).unwrap();
-        assert_eq!(
-            check_pollable(-1).unwrap_err().raw_os_error(),
-            Some(libc::EBADF)
-        );
+        assert_eq!(check_pollable(-1).unwrap_err().raw_os_error(), Some(libc::EBADF));
     }
 
     #[test]
     fn poll_now_reports_readiness() {
         use std::io::Write;
         let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let mut fds = [libc::pollfd {
-            fd: a.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
+        let mut fds = [libc::pollfd { fd: a.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
         poll_now(&mut fds).unwrap();
         assert_eq!(fds[0].revents & libc::POLLIN, 0);
         b.write_all(b"x").unwrap();

@@ -17,15 +17,50 @@ pub enum EventKind {
     Poll = 2,
     /// `wakeup()` was called since the previous wakeup event.
     Wakeup = 3,
+    /// A socket opened (accepted, or a connect completed). Payload: see [`open_payload`].
+    Open = 4,
+    /// Bytes arrived; the payload is the bytes.
+    Data = 5,
+    /// The socket can take more after a partial write, or its send buffer drained.
+    Writable = 6,
+    /// The peer finished sending (FIN).
+    End = 7,
+    /// The socket's `timeout` expired.
+    Timeout = 8,
+    /// The socket's `longTimeout` expired.
+    LongTimeout = 9,
+    /// The loop closed the socket: `arg` is 0 for an orderly close, else the errno.
+    Close = 10,
+    /// A connect failed: `arg` is the errno, or a negative libuv code (ENOTFOUND), as an i32.
+    ConnectError = 11,
 }
 
 /// `arg` of a timer event whose timer does not repeat: it is disarmed once this is delivered.
 pub const TIMER_FINAL: u32 = 1;
 
-/// Every record is `[kind, slot index, stamp, arg]`. The stamp is the one JavaScript gave when it
-/// armed or started the handle; JavaScript drops records whose stamp is no longer current, which
-/// is how a `stop()`, `close()` or re-`set()` discards events already queued.
+/// Every record starts `[kind, slot index, stamp, arg]`. The stamp is the one JavaScript gave when
+/// it armed or started the handle (for sockets: the slot's generation); JavaScript drops records
+/// whose stamp is no longer current, which is how a `stop()`, `close()` or re-`set()` discards
+/// events already queued. Records of kind `Open` and `Data` are followed by `arg` payload bytes,
+/// padded to whole words.
 pub const WORDS_PER_EVENT: usize = 4;
+
+/// `listener` word of an `Open` payload for a socket that connected rather than was accepted.
+pub const OPENED_BY_CONNECT: u32 = u32::MAX;
+
+/// The payload of an `Open` record: the accepting listener's slot index (or
+/// [`OPENED_BY_CONNECT`]), the remote and local ports (-1 for Unix sockets), the byte length of
+/// the remote address, then the remote and the local address as UTF-8.
+pub fn open_payload(listener: u32, remote: &(String, i32), local: &(String, i32)) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(16 + remote.0.len() + local.0.len());
+    payload.extend_from_slice(&listener.to_le_bytes());
+    payload.extend_from_slice(&remote.1.to_le_bytes());
+    payload.extend_from_slice(&local.1.to_le_bytes());
+    payload.extend_from_slice(&(remote.0.len() as u32).to_le_bytes());
+    payload.extend_from_slice(remote.0.as_bytes());
+    payload.extend_from_slice(local.0.as_bytes());
+    payload
+}
 
 /// Bytes one record takes, counted against `maxPendingBytes`.
 pub const EVENT_BYTES: usize = WORDS_PER_EVENT * 4;
@@ -39,17 +74,21 @@ pub struct Batch {
 
 impl Batch {
     pub fn push(&mut self, kind: EventKind, index: u32, stamp: u32, arg: u32) {
-        self.words
-            .extend_from_slice(&[kind as u32, index, stamp, arg]);
+        self.words.extend_from_slice(&[kind as u32, index, stamp, arg]);
+    }
+
+    /// A record followed by `payload` (its length is the record's `arg`).
+    pub fn push_with_payload(&mut self, kind: EventKind, index: u32, stamp: u32, payload: &[u8]) {
+        self.push(kind, index, stamp, payload.len() as u32);
+        let start = self.words.len();
+        self.words.resize(start + payload.len().div_ceil(4), 0);
+        bytemuck::cast_slice_mut::<u32, u8>(&mut self.words[start..])[..payload.len()]
+            .copy_from_slice(payload);
     }
 
     /// The records, as `index.js` reads them.
     pub fn words(&self) -> &[u32] {
         &self.words
-    }
-
-    pub fn len(&self) -> usize {
-        self.words.len() / WORDS_PER_EVENT
     }
 
     pub fn is_empty(&self) -> bool {
@@ -107,12 +146,8 @@ impl Delivery {
     /// caller must ring the doorbell (no delivery was pending).
     pub fn publish(&self, events: &mut Batch, seq: u64) -> bool {
         events.last_seq = seq;
-        self.undelivered_bytes
-            .fetch_add(events.bytes(), Ordering::SeqCst);
-        let mut pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.undelivered_bytes.fetch_add(events.bytes(), Ordering::SeqCst);
+        let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         pending.batch.append(events);
         !std::mem::replace(&mut pending.doorbell_rung, true)
     }
@@ -124,10 +159,7 @@ impl Delivery {
     pub fn take(&self, batch: &mut Batch) -> (bool, bool) {
         let wake_loop = self.acknowledge(batch);
         batch.clear();
-        let mut pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if pending.batch.is_empty() {
             pending.doorbell_rung = false;
             return (false, wake_loop);
@@ -141,8 +173,7 @@ impl Delivery {
             return false;
         }
         self.delivered_seq.store(batch.last_seq, Ordering::SeqCst);
-        self.undelivered_bytes
-            .fetch_sub(batch.bytes(), Ordering::SeqCst);
+        self.undelivered_bytes.fetch_sub(batch.bytes(), Ordering::SeqCst);
         self.loop_awaits_delivery.swap(false, Ordering::SeqCst)
     }
 
@@ -167,44 +198,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn payloads_follow_their_record_padded_to_words() {
+        let mut batch = Batch::default();
+        batch.push_with_payload(EventKind::Data, 3, 9, b"hello");
+        batch.push(EventKind::End, 3, 9, 0);
+        let words = batch.words();
+        assert_eq!(words[..4], [EventKind::Data as u32, 3, 9, 5]);
+        assert_eq!(&bytemuck::cast_slice::<u32, u8>(&words[4..6])[..5], b"hello");
+        assert_eq!(words[6..], [EventKind::End as u32, 3, 9, 0]);
+        assert_eq!(batch.bytes(), 10 * 4);
+    }
+
+    #[test]
     fn the_doorbell_rings_once_until_javascript_finds_the_batch_empty() {
         let delivery = Delivery::default();
         let mut events = Batch::default();
         events.push(EventKind::Timer, 1, 10, 0);
         assert!(delivery.publish(&mut events, 1), "the first batch rings");
         events.push(EventKind::Timer, 2, 11, 0);
-        assert!(
-            !delivery.publish(&mut events, 2),
-            "a delivery is already pending"
-        );
+        assert!(!delivery.publish(&mut events, 2), "a delivery is already pending");
         assert!(events.is_empty());
 
         let mut taken = Batch::default();
         assert_eq!(delivery.take(&mut taken), (true, false));
-        assert_eq!(taken.len(), 2, "one take gets everything pending");
+        assert_eq!(taken.words().len(), 2 * WORDS_PER_EVENT, "one take gets everything pending");
         assert_eq!(taken.words()[..4], [EventKind::Timer as u32, 1, 10, 0]);
         assert_eq!(delivery.undelivered_bytes(), 2 * EVENT_BYTES);
 
         events.push(EventKind::Wakeup, 0, 0, 0);
-        assert!(
-            !delivery.publish(&mut events, 3),
-            "still ringing: JavaScript has not found it empty"
-        );
+        assert!(!delivery.publish(&mut events, 3), "still ringing: JavaScript has not found it empty");
         assert_eq!(delivery.take(&mut taken), (true, false));
-        assert_eq!(
-            delivery.delivered_seq(),
-            2,
-            "taking again acknowledges the previous batch"
-        );
+        assert_eq!(delivery.delivered_seq(), 2, "taking again acknowledges the previous batch");
         assert_eq!(delivery.take(&mut taken), (false, false));
         assert_eq!(delivery.delivered_seq(), 3);
         assert_eq!(delivery.undelivered_bytes(), 0, "all credit is back");
 
         events.push(EventKind::Wakeup, 0, 0, 0);
-        assert!(
-            delivery.publish(&mut events, 4),
-            "an empty take re-arms the doorbell"
-        );
+        assert!(delivery.publish(&mut events, 4), "an empty take re-arms the doorbell");
     }
 
     #[test]

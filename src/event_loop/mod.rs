@@ -9,23 +9,28 @@
 mod batch;
 mod poller;
 mod slots;
+mod sockets;
 mod timers;
 
 use std::collections::VecDeque;
-use std::os::fd::RawFd;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use batch::{Batch, EventKind, EVENT_BYTES, TIMER_FINAL, WORDS_PER_EVENT};
+pub use batch::{Batch, EventKind, EVENT_BYTES, OPENED_BY_CONNECT, TIMER_FINAL, WORDS_PER_EVENT};
 pub use slots::SlotId;
+pub use sockets::{errno_of, ConnectTarget, ListenerIo, SocketIo, TIMEOUT_GRANULARITY, UV_ENOTFOUND};
 
 use crate::error::{Error, Result};
 use crate::sys;
 use batch::Delivery;
 use poller::Poller;
 use slots::{Slab, SlotAllocator};
+use sockets::{ListenerState, SocketState};
 use timers::TimerQueue;
 
 /// Poll interest and readiness bits, as in the JavaScript API.
@@ -41,9 +46,7 @@ pub struct LoopConfig {
 
 impl Default for LoopConfig {
     fn default() -> Self {
-        LoopConfig {
-            max_pending_bytes: 8 << 20,
-        }
+        LoopConfig { max_pending_bytes: 8 << 20 }
     }
 }
 
@@ -82,6 +85,47 @@ enum Command {
     Release {
         id: SlotId,
     },
+    /// The listening fd was registered with the poller by the caller.
+    WatchListener {
+        id: SlotId,
+        listener: Arc<ListenerIo>,
+    },
+    Connect {
+        id: SlotId,
+        target: ConnectTarget,
+        source: Option<IpAddr>,
+    },
+    /// A name lookup finished (sent by its lookup thread).
+    Resolved {
+        id: SlotId,
+        result: io::Result<Vec<SocketAddr>>,
+    },
+    /// A `write` was partial: report writability.
+    CheckWritable {
+        id: SlotId,
+    },
+    /// `send` queued bytes: drain them.
+    Drain {
+        id: SlotId,
+    },
+    /// JavaScript shut the socket down (it closes if the peer has finished too).
+    Shutdown {
+        id: SlotId,
+    },
+    /// JavaScript closed the socket: forget it and free its slot.
+    CloseSocket {
+        id: SlotId,
+    },
+    /// Arm (`after: Some`) or disarm a socket's timeout or long timeout.
+    SetTimeout {
+        id: SlotId,
+        long: bool,
+        after: Option<Duration>,
+    },
+    Pause {
+        id: SlotId,
+        paused: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -95,14 +139,17 @@ struct Shared {
     iteration: AtomicU64,
     config: LoopConfig,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Sockets the loop opened, with the part JavaScript writes through; handed over with the
+    /// next batch (before JavaScript can see their `Open` record).
+    opened: Mutex<Vec<(SlotId, Arc<SocketIo>)>>,
+    /// The origin of socket timeout ticks.
+    started: Instant,
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (every critical section
 /// here is a push, a swap or a counter update).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A handle to a running loop thread. Cloning it is cheap; [`EventLoop::stop`] stops the thread
@@ -126,11 +173,12 @@ impl EventLoop {
             iteration: AtomicU64::new(0),
             config,
             thread: Mutex::new(None),
+            opened: Mutex::default(),
+            started: Instant::now(),
         });
         let loop_thread = LoopThread::new(Arc::clone(&shared), doorbell);
-        let thread = std::thread::Builder::new()
-            .name("usockets-loop".into())
-            .spawn(move || loop_thread.run())?;
+        let thread =
+            std::thread::Builder::new().name("usockets-loop".into()).spawn(move || loop_thread.run())?;
         *lock(&shared.thread) = Some(thread);
         Ok(EventLoop { shared })
     }
@@ -160,28 +208,15 @@ impl EventLoop {
     /// A new handle id (for a timer or a poll) of this loop.
     pub fn create_handle(&self) -> Result<SlotId> {
         self.check_open()?;
-        lock(&self.shared.slots)
-            .allocate()
-            .ok_or(Error::TooManyHandles)
+        lock(&self.shared.slots).allocate().ok_or(Error::TooManyHandles)
     }
 
     /// Arms a timer: it first expires `delay` from now, then every `period` if given. Re-arming
     /// replaces the previous schedule. Events carry `stamp`.
-    pub fn arm_timer(
-        &self,
-        id: SlotId,
-        stamp: u32,
-        delay: Duration,
-        period: Option<Duration>,
-    ) -> Result<()> {
+    pub fn arm_timer(&self, id: SlotId, stamp: u32, delay: Duration, period: Option<Duration>) -> Result<()> {
         self.check_current(id)?;
         let deadline = Instant::now() + delay;
-        self.submit(Command::ArmTimer {
-            id,
-            stamp,
-            deadline,
-            period,
-        });
+        self.submit(Command::ArmTimer { id, stamp, deadline, period });
         Ok(())
     }
 
@@ -199,12 +234,7 @@ impl EventLoop {
         sys::check_pollable(fd)?;
         // Queue the command before registering, so the loop knows the poll before any of its
         // edge-triggered events can be seen (an edge dropped for an unknown slot would be lost).
-        self.submit(Command::WatchPoll {
-            id,
-            stamp,
-            fd,
-            interest,
-        });
+        self.submit(Command::WatchPoll { id, stamp, fd, interest });
         if let Err(err) = self.shared.poller.watch(fd, id.index as usize, interest) {
             self.submit(Command::UnwatchPoll { id });
             return Err(err.into());
@@ -214,9 +244,7 @@ impl EventLoop {
 
     pub fn change_poll(&self, id: SlotId, fd: RawFd, interest: u32) -> Result<()> {
         self.check_current(id)?;
-        self.shared
-            .poller
-            .rewatch(fd, id.index as usize, interest)?;
+        self.shared.poller.rewatch(fd, id.index as usize, interest)?;
         self.submit(Command::ChangePoll { id, interest });
         Ok(())
     }
@@ -250,15 +278,154 @@ impl EventLoop {
         self.shared.iteration.load(Ordering::Relaxed)
     }
 
-    /// Takes everything pending into `batch`, acknowledging what `batch` held before (the
-    /// caller has dispatched it). Returns false, with `batch` empty, when nothing is pending;
-    /// the doorbell rings again for the next event.
-    pub fn take_batch(&self, batch: &mut Batch) -> bool {
-        let (taken, wake_loop) = self.shared.delivery.take(batch);
+    /// Takes everything pending into `js.batch`, acknowledging what it held before (the caller
+    /// has dispatched it), and adopts the sockets opened meanwhile into `js`. Returns false, with
+    /// the batch empty, when nothing is pending; the doorbell rings again for the next event.
+    pub fn take_batch(&self, js: &mut JsSide) -> bool {
+        let (taken, wake_loop) = self.shared.delivery.take(&mut js.batch);
         if wake_loop {
             let _ = self.shared.poller.notify();
         }
+        for (id, io) in lock(&self.shared.opened).drain(..) {
+            js.sockets.insert(id, io);
+        }
         taken
+    }
+
+    /// Listens on `addr`; `exclusive` refuses to share the port (see [`crate::sys::listen_tcp`]).
+    pub fn listen(&self, js: &mut JsSide, addr: SocketAddr, exclusive: bool) -> Result<SlotId> {
+        self.check_open()?;
+        self.watch_listener(js, sys::listen_tcp(addr, exclusive)?)
+    }
+
+    pub fn listen_unix(&self, js: &mut JsSide, path: &std::path::Path) -> Result<SlotId> {
+        self.check_open()?;
+        self.watch_listener(js, sys::listen_unix(path)?)
+    }
+
+    fn watch_listener(&self, js: &mut JsSide, socket: sys::Socket) -> Result<SlotId> {
+        let id = self.create_handle()?;
+        let fd = socket.as_raw_fd();
+        let listener = Arc::new(ListenerIo::new(socket));
+        self.submit(Command::WatchListener { id, listener: Arc::clone(&listener) });
+        if let Err(err) = self.shared.poller.watch(fd, id.index as usize, READABLE) {
+            self.release(id);
+            return Err(err.into());
+        }
+        js.listeners.insert(id, listener);
+        Ok(id)
+    }
+
+    /// The bound address of a listener (port -1 for Unix sockets), while it is open.
+    pub fn listener_address(&self, js: &JsSide, id: SlotId) -> Option<(String, i32)> {
+        js.listeners.get(id)?.local_address()
+    }
+
+    /// Stops accepting and closes the listening fd before returning, so the port is free.
+    pub fn close_listener(&self, js: &mut JsSide, id: SlotId) {
+        if let Some(listener) = js.listeners.remove(id) {
+            if let Some(socket) = listener.take() {
+                let _ = self.shared.poller.unwatch(socket.as_raw_fd());
+            }
+            self.release(id);
+        }
+    }
+
+    /// Starts connecting a socket whose id the caller created; the outcome is an `Open` or a
+    /// `ConnectError` record.
+    pub fn connect(&self, id: SlotId, target: ConnectTarget, source: Option<IpAddr>) -> Result<()> {
+        self.check_current(id)?;
+        self.submit(Command::Connect { id, target, source });
+        Ok(())
+    }
+
+    /// `socket.write`: the bytes the kernel took now.
+    pub fn write(&self, js: &JsSide, id: SlotId, data: &[u8], more: bool) -> usize {
+        let Some(io) = js.sockets.get(id) else { return 0 };
+        let written = io.write(data, more);
+        if written < data.len() {
+            self.submit(Command::CheckWritable { id });
+        }
+        written
+    }
+
+    /// `socket.write2`: both buffers in one writev; the bytes the kernel took now.
+    pub fn write2(&self, js: &JsSide, id: SlotId, header: &[u8], payload: &[u8]) -> usize {
+        let Some(io) = js.sockets.get(id) else { return 0 };
+        let written = io.write2(header, payload);
+        if written < header.len() + payload.len() {
+            self.submit(Command::CheckWritable { id });
+        }
+        written
+    }
+
+    /// `socket.send`: takes all of `data`, queueing what the kernel does not take now. Returns
+    /// the bytes queued afterwards.
+    pub fn send(&self, js: &JsSide, id: SlotId, data: &[u8]) -> usize {
+        let Some(io) = js.sockets.get(id) else { return 0 };
+        let (buffered, start_draining) = io.send(data);
+        if start_draining {
+            self.submit(Command::Drain { id });
+        }
+        buffered
+    }
+
+    pub fn buffered_amount(&self, js: &JsSide, id: SlotId) -> usize {
+        js.sockets.get(id).map_or(0, |io| io.buffered_amount())
+    }
+
+    pub fn shutdown(&self, js: &JsSide, id: SlotId) {
+        if let Some(io) = js.sockets.get(id) {
+            io.shutdown();
+            self.submit(Command::Shutdown { id });
+        }
+    }
+
+    pub fn shutdown_read(&self, js: &JsSide, id: SlotId) {
+        if let Some(io) = js.sockets.get(id) {
+            io.shutdown_read();
+        }
+    }
+
+    pub fn flush(&self, js: &JsSide, id: SlotId) {
+        if let Some(io) = js.sockets.get(id) {
+            io.flush();
+        }
+    }
+
+    /// The socket's fd, or -1 once closed (or while connecting).
+    pub fn socket_fd(&self, js: &JsSide, id: SlotId) -> RawFd {
+        js.sockets.get(id).map_or(-1, |io| io.fd())
+    }
+
+    /// JavaScript closed the socket (or cancelled its connect): writes take nothing from now on,
+    /// and the loop forgets it and frees the slot.
+    pub fn close_socket(&self, js: &mut JsSide, id: SlotId) {
+        if let Some(io) = js.sockets.remove(id) {
+            io.kill();
+        }
+        if self.check_current(id).is_ok() {
+            self.submit(Command::CloseSocket { id });
+        }
+    }
+
+    /// JavaScript dispatched the loop's `Close` or `ConnectError` for the socket: free the slot.
+    pub fn release_socket(&self, js: &mut JsSide, id: SlotId) {
+        js.sockets.remove(id);
+        self.release(id);
+    }
+
+    /// Arms (`Some`) or disarms a socket's timeout (`long`: its long timeout).
+    pub fn set_socket_timeout(&self, id: SlotId, long: bool, after: Option<Duration>) {
+        if self.check_current(id).is_ok() {
+            self.submit(Command::SetTimeout { id, long, after });
+        }
+    }
+
+    pub fn pause(&self, id: SlotId, paused: bool) {
+        if self.check_current(id).is_ok() {
+            self.submit(Command::Pause { id, paused });
+        }
     }
 
     /// Stops the loop thread and waits for it. Idempotent; afterwards every method fails with
@@ -272,6 +439,11 @@ impl EventLoop {
             // handle is closed either way.
             let _ = thread.join();
         }
+    }
+
+    /// Whether both handles refer to the same loop.
+    pub fn is_same_loop(&self, other: &EventLoop) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
     }
 
     pub fn is_stopped(&self) -> bool {
@@ -304,6 +476,24 @@ struct PollState {
 enum Handle {
     Timer(TimerState),
     Poll(PollState),
+    Socket(SocketState),
+    Listener(ListenerState),
+}
+
+/// What a loop keeps on the JavaScript thread: the batch being dispatched, and the sockets
+/// JavaScript writes to directly.
+#[derive(Debug, Default)]
+pub struct JsSide {
+    batch: Batch,
+    sockets: Slab<Arc<SocketIo>>,
+    listeners: Slab<Arc<ListenerIo>>,
+}
+
+impl JsSide {
+    /// The records of the batch taken last.
+    pub fn records(&self) -> &[u32] {
+        self.batch.words()
+    }
 }
 
 /// Everything only the loop thread touches.
@@ -323,7 +513,18 @@ struct LoopThread {
     poll_candidates: Vec<SlotId>,
     pollfds: Vec<libc::pollfd>,
     commands: Vec<Command>,
+    /// Sockets with data (or an end of stream) to read and listeners with connections to accept.
+    io_candidates: Vec<SlotId>,
+    /// One receive buffer for all sockets: data is copied from it into the batch.
+    recv_buffer: Vec<u8>,
+    socket_timeouts: TimerQueue,
+    long_timeouts: TimerQueue,
+    pending_lookups: VecDeque<(SlotId, String, u16)>,
+    lookups_running: usize,
 }
+
+/// Size of the loop's receive buffer (as uSockets: one large read per readable socket).
+const RECV_BUFFER_BYTES: usize = 512 * 1024;
 
 impl LoopThread {
     fn new(shared: Arc<Shared>, doorbell: Doorbell) -> LoopThread {
@@ -339,6 +540,12 @@ impl LoopThread {
             poll_candidates: Vec::new(),
             pollfds: Vec::new(),
             commands: Vec::new(),
+            io_candidates: Vec::new(),
+            recv_buffer: vec![0; RECV_BUFFER_BYTES],
+            socket_timeouts: TimerQueue::default(),
+            long_timeouts: TimerQueue::default(),
+            pending_lookups: VecDeque::new(),
+            lookups_running: 0,
         }
     }
 
@@ -346,21 +553,17 @@ impl LoopThread {
         while !self.shared.stopping.load(Ordering::SeqCst) {
             let timeout = self.prepare_wait();
             self.poller_events.clear();
-            if self
-                .shared
-                .poller
-                .wait(&mut self.poller_events, timeout)
-                .is_err()
-            {
+            if self.shared.poller.wait(&mut self.poller_events, timeout).is_err() {
                 // Only a broken epoll fd fails here (EINTR is retried by polling); back off
                 // instead of spinning, and keep serving commands and timers.
                 std::thread::sleep(Duration::from_millis(1));
             }
             self.shared.iteration.fetch_add(1, Ordering::Relaxed);
             self.apply_commands();
-            self.collect_ready_polls();
+            self.collect_ready();
             self.collect_acknowledged_polls();
             self.report_polls();
+            self.process_io_candidates();
             self.fire_timers();
             if self.shared.wakeup_requested.swap(false, Ordering::SeqCst) {
                 self.events.push(EventKind::Wakeup, 0, 0, 0);
@@ -376,8 +579,7 @@ impl LoopThread {
     }
 
     fn has_credit(&self) -> bool {
-        self.shared.delivery.undelivered_bytes() + self.events.bytes()
-            < self.shared.config.max_pending_bytes
+        self.shared.delivery.undelivered_bytes() + self.events.bytes() < self.shared.config.max_pending_bytes
     }
 
     /// How long the next wait may sleep. When progress depends on JavaScript acknowledging a
@@ -388,10 +590,7 @@ impl LoopThread {
         if needs_ack {
             self.shared.delivery.await_delivery();
             let delivered = self.shared.delivery.delivered_seq();
-            let acked_poll = self
-                .reported_polls
-                .front()
-                .is_some_and(|&(_, seq)| seq <= delivered);
+            let acked_poll = self.reported_polls.front().is_some_and(|&(_, seq)| seq <= delivered);
             if acked_poll || (!has_credit && self.has_credit()) {
                 return Some(Duration::ZERO);
             }
@@ -400,12 +599,18 @@ impl LoopThread {
             // Timers cannot fire without credit; the acknowledgement wakes the loop.
             return None;
         }
-        if !self.poll_candidates.is_empty() {
+        if !self.poll_candidates.is_empty() || !self.io_candidates.is_empty() {
             return Some(Duration::ZERO);
         }
-        self.timers
-            .next_deadline()
-            .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+        [
+            self.timers.next_deadline(),
+            self.socket_timeouts.next_deadline(),
+            self.long_timeouts.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|deadline| deadline.saturating_duration_since(Instant::now()))
     }
 
     fn apply_commands(&mut self) {
@@ -419,43 +624,22 @@ impl LoopThread {
 
     fn apply(&mut self, command: Command) {
         match command {
-            Command::ArmTimer {
-                id,
-                stamp,
-                deadline,
-                period,
-            } => {
+            Command::ArmTimer { id, stamp, deadline, period } => {
                 if !lock(&self.shared.slots).is_current(id) {
                     return;
                 }
                 self.disarm(id);
                 self.timers.insert(deadline, id.index);
-                let timer = TimerState {
-                    stamp,
-                    deadline: Some(deadline),
-                    period,
-                    reported_in: 0,
-                };
+                let timer = TimerState { stamp, deadline: Some(deadline), period, reported_in: 0 };
                 self.handles.insert(id, Handle::Timer(timer));
             }
             Command::DisarmTimer { id } => self.disarm(id),
-            Command::WatchPoll {
-                id,
-                stamp,
-                fd,
-                interest,
-            } => {
+            Command::WatchPoll { id, stamp, fd, interest } => {
                 if !lock(&self.shared.slots).is_current(id) {
                     return;
                 }
-                let poll = PollState {
-                    stamp,
-                    fd,
-                    interest,
-                    watching: true,
-                    awaiting_ack: false,
-                    candidate: false,
-                };
+                let poll =
+                    PollState { stamp, fd, interest, watching: true, awaiting_ack: false, candidate: false };
                 self.handles.insert(id, Handle::Poll(poll));
             }
             Command::ChangePoll { id, interest } => {
@@ -475,13 +659,13 @@ impl LoopThread {
             }
             Command::Release { id } => {
                 self.disarm(id);
-                if let Some(Handle::Poll(poll)) = self.handles.remove(id) {
-                    if poll.watching {
-                        let _ = self.shared.poller.unwatch(poll.fd);
-                    }
+                self.forget_socket(id);
+                if let Some(handle) = self.handles.remove(id) {
+                    self.unwatch(&handle);
                 }
                 lock(&self.shared.slots).release(id);
             }
+            socket_command => self.apply_socket_command(socket_command),
         }
     }
 
@@ -493,16 +677,22 @@ impl LoopThread {
         }
     }
 
-    /// Polls the poller reported: queued for a re-check unless already reported and unacknowledged.
-    fn collect_ready_polls(&mut self) {
-        for event in self.poller_events.iter() {
-            if let Some((id, Handle::Poll(poll))) = self.handles.get_by_index_mut(event.key) {
-                if poll.watching && !poll.awaiting_ack && !poll.candidate {
+    /// Hands what the poller reported to its handle: polls are queued for a re-check unless
+    /// reported and unacknowledged; sockets and listeners are queued for reading / accepting.
+    fn collect_ready(&mut self) {
+        let events = std::mem::replace(&mut self.poller_events, polling::Events::new());
+        for event in events.iter() {
+            match self.handles.get_by_index_mut(event.key) {
+                Some((id, Handle::Poll(poll))) if poll.watching && !poll.awaiting_ack && !poll.candidate => {
                     poll.candidate = true;
                     self.poll_candidates.push(id);
                 }
+                Some((id, Handle::Socket(_))) => self.socket_ready(id, event.readable, event.writable),
+                Some((id, Handle::Listener(_))) => self.listener_ready(id),
+                _ => {}
             }
         }
+        self.poller_events = events;
     }
 
     /// Polls whose report JavaScript has dispatched: re-checked now, reported again if still ready.
@@ -531,7 +721,8 @@ impl LoopThread {
             return;
         }
         let mut candidates = std::mem::take(&mut self.poll_candidates);
-        candidates.retain(|&id| matches!(self.handles.get(id), Some(Handle::Poll(p)) if p.watching && p.candidate));
+        candidates
+            .retain(|&id| matches!(self.handles.get(id), Some(Handle::Poll(p)) if p.watching && p.candidate));
         self.pollfds.clear();
         for &id in &candidates {
             if let Some(Handle::Poll(poll)) = self.handles.get(id) {
@@ -542,11 +733,7 @@ impl LoopThread {
                 if poll.interest & WRITABLE != 0 {
                     events |= libc::POLLOUT;
                 }
-                self.pollfds.push(libc::pollfd {
-                    fd: poll.fd,
-                    events,
-                    revents: 0,
-                });
+                self.pollfds.push(libc::pollfd { fd: poll.fd, events, revents: 0 });
             }
         }
         if sys::poll_now(&mut self.pollfds).is_err() {
@@ -580,8 +767,7 @@ impl LoopThread {
             } else if has_credit {
                 poll.candidate = false;
                 poll.awaiting_ack = true;
-                self.events
-                    .push(EventKind::Poll, id.index, poll.stamp, ready);
+                self.events.push(EventKind::Poll, id.index, poll.stamp, ready);
                 self.reported_polls.push_back((id, seq));
             } else {
                 // Out of credit: keep it for when JavaScript catches up.
@@ -592,30 +778,24 @@ impl LoopThread {
 
     fn fire_timers(&mut self) {
         let now = Instant::now();
+        self.fire_socket_timeouts(now);
         let delivered = self.shared.delivery.delivered_seq();
         let seq = self.current_seq();
         while self.has_credit() {
             let Some((deadline, index)) = self.timers.pop_due(now) else {
                 break;
             };
-            let Some((_, Handle::Timer(timer))) = self.handles.get_by_index_mut(index as usize)
-            else {
+            let Some((_, Handle::Timer(timer))) = self.handles.get_by_index_mut(index as usize) else {
                 continue;
             };
             // A repeating timer whose previous expiry JavaScript has not dispatched yet skips
             // this one: expirations collapse instead of queueing up behind a busy thread.
             if timer.reported_in <= delivered {
-                let arg = if timer.period.is_some() {
-                    0
-                } else {
-                    TIMER_FINAL
-                };
+                let arg = if timer.period.is_some() { 0 } else { TIMER_FINAL };
                 self.events.push(EventKind::Timer, index, timer.stamp, arg);
                 timer.reported_in = seq;
             }
-            timer.deadline = timer
-                .period
-                .map(|period| timers::next_expiry(deadline, period, now));
+            timer.deadline = timer.period.map(|period| timers::next_expiry(deadline, period, now));
             if let Some(next) = timer.deadline {
                 self.timers.insert(next, index);
             }
@@ -632,14 +812,20 @@ impl LoopThread {
         }
     }
 
-    /// Leaves no user fd registered once the loop is gone.
+    /// Leaves no fd registered once the loop is gone (sockets' fds close with their last owner).
     fn unwatch_all(&mut self) {
-        for handle in self.handles.drain() {
-            if let Handle::Poll(poll) = handle {
-                if poll.watching {
-                    let _ = self.shared.poller.unwatch(poll.fd);
-                }
+        let handles: Vec<Handle> = self.handles.drain().collect();
+        for handle in &handles {
+            self.unwatch(handle);
+        }
+    }
+
+    fn unwatch(&self, handle: &Handle) {
+        match handle {
+            Handle::Poll(poll) if poll.watching => {
+                let _ = self.shared.poller.unwatch(poll.fd);
             }
+            other => self.unwatch_socket(other),
         }
     }
 }

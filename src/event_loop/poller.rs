@@ -29,9 +29,7 @@ unsafe fn borrow_open_fd(fd: RawFd) -> BorrowedFd<'static> {
 
 impl Poller {
     pub fn new() -> io::Result<Poller> {
-        Ok(Poller {
-            inner: polling::Poller::new()?,
-        })
+        Ok(Poller { inner: polling::Poller::new()? })
     }
 
     /// Registers `fd` edge-triggered under `key`. Edge mode means the loop never has to
@@ -42,18 +40,14 @@ impl Poller {
         // descriptors their user owns, and the Poll contract (index.d.ts) is to stop() before
         // closing the fd. A user who closes it first only makes the kernel drop the
         // registration on its own; a later `unwatch` then fails harmlessly.
-        unsafe {
-            self.inner
-                .add_with_mode(fd, interest_event(key, interest), PollMode::Edge)
-        }
+        unsafe { self.inner.add_with_mode(fd, interest_event(key, interest), PollMode::Edge) }
     }
 
     /// Changes the interest of a watched descriptor.
     pub fn rewatch(&self, fd: RawFd, key: usize, interest: u32) -> io::Result<()> {
         // SAFETY: `fd` is registered, hence open under the contract of `watch`.
         let fd = unsafe { borrow_open_fd(fd) };
-        self.inner
-            .modify_with_mode(fd, interest_event(key, interest), PollMode::Edge)
+        self.inner.modify_with_mode(fd, interest_event(key, interest), PollMode::Edge)
     }
 
     pub fn unwatch(&self, fd: RawFd) -> io::Result<()> {

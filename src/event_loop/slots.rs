@@ -45,19 +45,11 @@ impl SlotAllocator {
         if let Some(index) = self.free.pop() {
             let slot = &mut self.slots[index as usize];
             slot.1 = true;
-            return Some(SlotId {
-                index,
-                generation: slot.0,
-            });
+            return Some(SlotId { index, generation: slot.0 });
         }
-        let index = u32::try_from(self.slots.len())
-            .ok()
-            .filter(|&i| i < MAX_SLOTS)?;
+        let index = u32::try_from(self.slots.len()).ok().filter(|&i| i < MAX_SLOTS)?;
         self.slots.push((0, true));
-        Some(SlotId {
-            index,
-            generation: 0,
-        })
+        Some(SlotId { index, generation: 0 })
     }
 
     /// Whether `id` is the id its slot currently carries.
@@ -87,9 +79,7 @@ pub struct Slab<T> {
 
 impl<T> Default for Slab<T> {
     fn default() -> Self {
-        Slab {
-            entries: Vec::new(),
-        }
+        Slab { entries: Vec::new() }
     }
 }
 
@@ -120,13 +110,9 @@ impl<T> Slab<T> {
     /// The live entry at `index` with its full id (for events keyed by index alone).
     pub fn get_by_index_mut(&mut self, index: usize) -> Option<(SlotId, &mut T)> {
         match self.entries.get_mut(index) {
-            Some(Some((generation, value))) => Some((
-                SlotId {
-                    index: index as u32,
-                    generation: *generation,
-                },
-                value,
-            )),
+            Some(Some((generation, value))) => {
+                Some((SlotId { index: index as u32, generation: *generation }, value))
+            }
             _ => None,
         }
     }
@@ -134,9 +120,7 @@ impl<T> Slab<T> {
     pub fn remove(&mut self, id: SlotId) -> Option<T> {
         let entry = self.entries.get_mut(id.index as usize)?;
         match entry {
-            Some((generation, _)) if *generation == id.generation => {
-                entry.take().map(|(_, value)| value)
-            }
+            Some((generation, _)) if *generation == id.generation => entry.take().map(|(_, value)| value),
             _ => None,
         }
     }
@@ -153,10 +137,7 @@ mod tests {
 
     #[test]
     fn ids_round_trip_through_a_js_number() {
-        let id = SlotId {
-            index: MAX_SLOTS - 1,
-            generation: GENERATION_MASK,
-        };
+        let id = SlotId { index: MAX_SLOTS - 1, generation: GENERATION_MASK };
         let packed = id.pack();
         assert!(packed < (1u64 << 53));
         assert_eq!(SlotId::unpack(packed), id);

@@ -12,7 +12,7 @@ type Record = [u32; 4];
 struct Harness {
     event_loop: EventLoop,
     rings: Receiver<()>,
-    batch: Batch,
+    js: JsSide,
 }
 
 impl Harness {
@@ -22,13 +22,8 @@ impl Harness {
 
     fn with_config(config: LoopConfig) -> Harness {
         let (ring, rings) = channel();
-        let event_loop =
-            EventLoop::start(config, Box::new(move || ring.send(()).unwrap())).unwrap();
-        Harness {
-            event_loop,
-            rings,
-            batch: Batch::default(),
-        }
+        let event_loop = EventLoop::start(config, Box::new(move || ring.send(()).unwrap())).unwrap();
+        Harness { event_loop, rings, js: JsSide::default() }
     }
 
     /// Waits for the doorbell, then takes every pending batch, the way `index.js` does.
@@ -37,13 +32,8 @@ impl Harness {
         if self.rings.recv_timeout(within).is_err() {
             return records;
         }
-        while self.event_loop.take_batch(&mut self.batch) {
-            records.extend(
-                self.batch
-                    .words()
-                    .chunks(WORDS_PER_EVENT)
-                    .map(|r| [r[0], r[1], r[2], r[3]]),
-            );
+        while self.event_loop.take_batch(&mut self.js) {
+            records.extend(self.js.records().chunks(WORDS_PER_EVENT).map(|r| [r[0], r[1], r[2], r[3]]));
         }
         records
     }
@@ -51,12 +41,8 @@ impl Harness {
     /// Takes one batch without acknowledging it (its callbacks are "still running").
     fn take_one(&mut self, within: Duration) -> Vec<Record> {
         self.rings.recv_timeout(within).expect("no delivery");
-        assert!(self.event_loop.take_batch(&mut self.batch));
-        self.batch
-            .words()
-            .chunks(WORDS_PER_EVENT)
-            .map(|r| [r[0], r[1], r[2], r[3]])
-            .collect()
+        assert!(self.event_loop.take_batch(&mut self.js));
+        self.js.records().chunks(WORDS_PER_EVENT).map(|r| [r[0], r[1], r[2], r[3]]).collect()
     }
 }
 
@@ -73,23 +59,11 @@ fn a_timer_fires_once_and_never_early() {
     let mut h = Harness::new();
     let id = h.event_loop.create_handle().unwrap();
     let armed_at = Instant::now();
-    h.event_loop
-        .arm_timer(id, 7, Duration::from_millis(30), None)
-        .unwrap();
+    h.event_loop.arm_timer(id, 7, Duration::from_millis(30), None).unwrap();
     let records = h.deliver(SECOND);
-    assert!(
-        armed_at.elapsed() >= Duration::from_millis(30),
-        "fired early: {:?}",
-        armed_at.elapsed()
-    );
-    assert_eq!(
-        records,
-        vec![[EventKind::Timer as u32, id.index, 7, TIMER_FINAL]]
-    );
-    assert!(
-        h.deliver(Duration::from_millis(60)).is_empty(),
-        "a one-shot timer fires once"
-    );
+    assert!(armed_at.elapsed() >= Duration::from_millis(30), "fired early: {:?}", armed_at.elapsed());
+    assert_eq!(records, vec![[EventKind::Timer as u32, id.index, 7, TIMER_FINAL]]);
+    assert!(h.deliver(Duration::from_millis(60)).is_empty(), "a one-shot timer fires once");
 }
 
 #[test]
@@ -98,9 +72,7 @@ fn timers_fire_in_deadline_order() {
     let mut fired = Vec::new();
     for (stamp, ms) in [(30, 60), (10, 20), (20, 40)] {
         let id = h.event_loop.create_handle().unwrap();
-        h.event_loop
-            .arm_timer(id, stamp, Duration::from_millis(ms), None)
-            .unwrap();
+        h.event_loop.arm_timer(id, stamp, Duration::from_millis(ms), None).unwrap();
     }
     while fired.len() < 3 {
         let records = h.deliver(SECOND);
@@ -114,22 +86,11 @@ fn timers_fire_in_deadline_order() {
 fn a_repeating_timer_repeats_until_disarmed() {
     let mut h = Harness::new();
     let id = h.event_loop.create_handle().unwrap();
-    h.event_loop
-        .arm_timer(
-            id,
-            1,
-            Duration::from_millis(5),
-            Some(Duration::from_millis(5)),
-        )
-        .unwrap();
+    h.event_loop.arm_timer(id, 1, Duration::from_millis(5), Some(Duration::from_millis(5))).unwrap();
     let mut count = 0;
     while count < 3 {
         for record in h.deliver(SECOND) {
-            assert_eq!(
-                record,
-                [EventKind::Timer as u32, id.index, 1, 0],
-                "a repeating expiry is not final"
-            );
+            assert_eq!(record, [EventKind::Timer as u32, id.index, 1, 0], "a repeating expiry is not final");
             count += 1;
         }
     }
@@ -144,27 +105,18 @@ fn re_arming_replaces_the_schedule() {
     let mut h = Harness::new();
     let id = h.event_loop.create_handle().unwrap();
     let armed_at = Instant::now();
-    h.event_loop
-        .arm_timer(id, 1, Duration::from_millis(20), None)
-        .unwrap();
-    h.event_loop
-        .arm_timer(id, 2, Duration::from_millis(60), None)
-        .unwrap();
+    h.event_loop.arm_timer(id, 1, Duration::from_millis(20), None).unwrap();
+    h.event_loop.arm_timer(id, 2, Duration::from_millis(60), None).unwrap();
     let records = h.deliver(SECOND);
     assert!(armed_at.elapsed() >= Duration::from_millis(60));
-    assert_eq!(
-        records,
-        vec![[EventKind::Timer as u32, id.index, 2, TIMER_FINAL]]
-    );
+    assert_eq!(records, vec![[EventKind::Timer as u32, id.index, 2, TIMER_FINAL]]);
 }
 
 #[test]
 fn a_stale_id_is_a_no_op() {
     let mut h = Harness::new();
     let old = h.event_loop.create_handle().unwrap();
-    h.event_loop
-        .arm_timer(old, 1, Duration::from_millis(40), None)
-        .unwrap();
+    h.event_loop.arm_timer(old, 1, Duration::from_millis(40), None).unwrap();
     h.event_loop.release(old);
     // The release is applied by the loop thread; wait until the slot is handed out again.
     let new = loop {
@@ -175,26 +127,12 @@ fn a_stale_id_is_a_no_op() {
         std::thread::sleep(Duration::from_millis(1));
     };
     assert_ne!(new.generation, old.generation);
-    assert!(matches!(
-        h.event_loop.arm_timer(old, 3, Duration::ZERO, None),
-        Err(Error::StaleHandle)
-    ));
-    assert!(matches!(
-        h.event_loop.disarm_timer(old),
-        Err(Error::StaleHandle)
-    ));
+    assert!(matches!(h.event_loop.arm_timer(old, 3, Duration::ZERO, None), Err(Error::StaleHandle)));
+    assert!(matches!(h.event_loop.disarm_timer(old), Err(Error::StaleHandle)));
     h.event_loop.release(old);
-    h.event_loop
-        .arm_timer(new, 2, Duration::from_millis(1), None)
-        .unwrap();
-    assert_eq!(
-        h.deliver(SECOND),
-        vec![[EventKind::Timer as u32, new.index, 2, TIMER_FINAL]]
-    );
-    assert!(
-        h.deliver(Duration::from_millis(80)).is_empty(),
-        "the released timer must not fire"
-    );
+    h.event_loop.arm_timer(new, 2, Duration::from_millis(1), None).unwrap();
+    assert_eq!(h.deliver(SECOND), vec![[EventKind::Timer as u32, new.index, 2, TIMER_FINAL]]);
+    assert!(h.deliver(Duration::from_millis(80)).is_empty(), "the released timer must not fire");
 }
 
 #[test]
@@ -202,13 +140,8 @@ fn polls_are_level_triggered_and_never_reported_while_pending() {
     let mut h = Harness::new();
     let (watched, mut peer) = UnixStream::pair().unwrap();
     let id = h.event_loop.create_handle().unwrap();
-    h.event_loop
-        .start_poll(id, 5, watched.as_raw_fd(), READABLE)
-        .unwrap();
-    assert!(
-        h.deliver(Duration::from_millis(50)).is_empty(),
-        "nothing to read yet"
-    );
+    h.event_loop.start_poll(id, 5, watched.as_raw_fd(), READABLE).unwrap();
+    assert!(h.deliver(Duration::from_millis(50)).is_empty(), "nothing to read yet");
 
     peer.write_all(b"ab").unwrap();
     let first = h.take_one(SECOND);
@@ -216,28 +149,19 @@ fn polls_are_level_triggered_and_never_reported_while_pending() {
     // The "callback" has not finished: more data must not produce a second report.
     peer.write_all(b"cd").unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    assert!(
-        !h.event_loop.take_batch(&mut h.batch),
-        "reported again while its callback was pending"
-    );
+    assert!(!h.event_loop.take_batch(&mut h.js), "reported again while its callback was pending");
 
     // Acknowledged and still readable: reported again.
-    assert_eq!(
-        h.take_one(SECOND),
-        vec![[EventKind::Poll as u32, id.index, 5, READABLE]]
-    );
+    assert_eq!(h.take_one(SECOND), vec![[EventKind::Poll as u32, id.index, 5, READABLE]]);
     let mut buf = [0; 16];
     assert_eq!((&watched).read(&mut buf).unwrap(), 4);
     // Drained before the acknowledgement: not reported again.
-    assert!(!h.event_loop.take_batch(&mut h.batch));
+    assert!(!h.event_loop.take_batch(&mut h.js));
     assert!(h.deliver(Duration::from_millis(80)).is_empty());
 
     h.event_loop.stop_poll(id, watched.as_raw_fd()).unwrap();
     peer.write_all(b"e").unwrap();
-    assert!(
-        h.deliver(Duration::from_millis(80)).is_empty(),
-        "a stopped poll is silent"
-    );
+    assert!(h.deliver(Duration::from_millis(80)).is_empty(), "a stopped poll is silent");
 }
 
 #[test]
@@ -245,17 +169,10 @@ fn poll_interest_can_change() {
     let mut h = Harness::new();
     let (watched, _peer) = UnixStream::pair().unwrap();
     let id = h.event_loop.create_handle().unwrap();
-    h.event_loop
-        .start_poll(id, 1, watched.as_raw_fd(), READABLE)
-        .unwrap();
+    h.event_loop.start_poll(id, 1, watched.as_raw_fd(), READABLE).unwrap();
     assert!(h.deliver(Duration::from_millis(50)).is_empty());
-    h.event_loop
-        .change_poll(id, watched.as_raw_fd(), READABLE | WRITABLE)
-        .unwrap();
-    assert_eq!(
-        h.deliver(SECOND),
-        vec![[EventKind::Poll as u32, id.index, 1, WRITABLE]]
-    );
+    h.event_loop.change_poll(id, watched.as_raw_fd(), READABLE | WRITABLE).unwrap();
+    assert_eq!(h.deliver(SECOND), vec![[EventKind::Poll as u32, id.index, 1, WRITABLE]]);
 }
 
 #[test]
@@ -263,20 +180,12 @@ fn unpollable_fds_are_refused_synchronously() {
     let h = Harness::new();
     let file = std::fs::File::open("Cargo.toml").unwrap();
     let id = h.event_loop.create_handle().unwrap();
-    let err = h
-        .event_loop
-        .start_poll(id, 1, file.as_raw_fd(), READABLE)
-        .unwrap_err();
+    let err = h.event_loop.start_poll(id, 1, file.as_raw_fd(), READABLE).unwrap_err();
     assert_eq!(err.code(), "EPERM");
     let (a, _b) = UnixStream::pair().unwrap();
-    h.event_loop
-        .start_poll(id, 1, a.as_raw_fd(), READABLE)
-        .unwrap();
+    h.event_loop.start_poll(id, 1, a.as_raw_fd(), READABLE).unwrap();
     let other = h.event_loop.create_handle().unwrap();
-    let err = h
-        .event_loop
-        .start_poll(other, 1, a.as_raw_fd(), READABLE)
-        .unwrap_err();
+    let err = h.event_loop.start_poll(other, 1, a.as_raw_fd(), READABLE).unwrap_err();
     assert_eq!(err.code(), "EEXIST", "one fd, one poll");
 }
 
@@ -300,38 +209,26 @@ fn wakeups_coalesce() {
 
 #[test]
 fn undelivered_events_stay_within_the_byte_budget() {
-    let mut h = Harness::with_config(LoopConfig {
-        max_pending_bytes: 4 * EVENT_BYTES,
-    });
+    let mut h = Harness::with_config(LoopConfig { max_pending_bytes: 4 * EVENT_BYTES });
     let count = 50;
     for stamp in 0..count {
         let id = h.event_loop.create_handle().unwrap();
-        h.event_loop
-            .arm_timer(id, stamp, Duration::ZERO, None)
-            .unwrap();
+        h.event_loop.arm_timer(id, stamp, Duration::ZERO, None).unwrap();
     }
     std::thread::sleep(Duration::from_millis(50));
     let mut stamps = Vec::new();
     while stamps.len() < count as usize {
         let records = h.take_one(SECOND);
-        assert!(
-            records.len() <= 4,
-            "{} events held undelivered",
-            records.len()
-        );
+        assert!(records.len() <= 4, "{} events held undelivered", records.len());
         stamps.extend(records.iter().map(|r| r[2]));
         std::thread::sleep(Duration::from_millis(5));
         // Acknowledge (an empty take) so the loop gets its credit back and rings again.
-        while h.event_loop.take_batch(&mut h.batch) {
-            stamps.extend(h.batch.words().chunks(WORDS_PER_EVENT).map(|r| r[2]));
+        while h.event_loop.take_batch(&mut h.js) {
+            stamps.extend(h.js.records().chunks(WORDS_PER_EVENT).map(|r| r[2]));
         }
     }
     stamps.sort_unstable();
-    assert_eq!(
-        stamps,
-        (0..count).collect::<Vec<_>>(),
-        "every timer fired exactly once"
-    );
+    assert_eq!(stamps, (0..count).collect::<Vec<_>>(), "every timer fired exactly once");
 }
 
 #[test]
@@ -341,14 +238,8 @@ fn a_stopped_loop_refuses_new_work() {
     h.event_loop.stop();
     h.event_loop.stop();
     assert!(h.event_loop.is_stopped());
-    assert!(matches!(
-        h.event_loop.create_handle(),
-        Err(Error::LoopClosed)
-    ));
-    assert!(matches!(
-        h.event_loop.arm_timer(id, 1, Duration::ZERO, None),
-        Err(Error::LoopClosed)
-    ));
+    assert!(matches!(h.event_loop.create_handle(), Err(Error::LoopClosed)));
+    assert!(matches!(h.event_loop.arm_timer(id, 1, Duration::ZERO, None), Err(Error::LoopClosed)));
     assert!(matches!(h.event_loop.wakeup(), Err(Error::LoopClosed)));
     h.event_loop.release(id);
 }

@@ -58,23 +58,13 @@ mod tests {
         queue.insert(start + Duration::from_millis(30), 3);
         queue.insert(start + Duration::from_millis(10), 1);
         queue.insert(start + Duration::from_millis(20), 2);
-        assert_eq!(
-            queue.next_deadline(),
-            Some(start + Duration::from_millis(10))
-        );
-        assert_eq!(
-            queue.pop_due(start),
-            None,
-            "nothing is due before its deadline"
-        );
+        assert_eq!(queue.next_deadline(), Some(start + Duration::from_millis(10)));
+        assert_eq!(queue.pop_due(start), None, "nothing is due before its deadline");
         let later = start + Duration::from_millis(25);
         assert_eq!(queue.pop_due(later).map(|(_, i)| i), Some(1));
         assert_eq!(queue.pop_due(later).map(|(_, i)| i), Some(2));
         assert_eq!(queue.pop_due(later), None);
-        assert_eq!(
-            queue.next_deadline(),
-            Some(start + Duration::from_millis(30))
-        );
+        assert_eq!(queue.next_deadline(), Some(start + Duration::from_millis(30)));
     }
 
     #[test]

@@ -1,0 +1,139 @@
+import test from 'ava'
+
+import { Loop, Timer, Poll, READABLE } from '..'
+
+import { lastJson, runFixture, sleep, waitFor } from './helpers/util'
+
+interface Teardown {
+  teardown(fn: () => void): void
+}
+
+function newLoop(t: Teardown): Loop {
+  const loop = new Loop()
+  t.teardown(() => loop.close())
+  return loop
+}
+
+const cb = () => {}
+
+// The calls below pass wrong types on purpose: untyped views of the classes and handles.
+const AnyLoop: any = Loop
+const AnyTimer: any = Timer
+const AnyPoll: any = Poll
+
+function typeError(t: any, fn: () => unknown, name: string): void {
+  const err = t.throws(fn, { instanceOf: TypeError }, `expected a TypeError naming "${name}"`)
+  t.is(err?.code, 'ERR_INVALID_ARG_TYPE', `code for "${name}"`)
+  t.true((err?.message ?? '').includes(`"${name}"`), `message does not name "${name}": ${err?.message}`)
+}
+
+function rangeError(t: any, fn: () => unknown, name: string): void {
+  const err = t.throws(fn, { instanceOf: RangeError }, `expected a RangeError naming "${name}"`)
+  t.is(err?.code, 'ERR_OUT_OF_RANGE', `code for "${name}"`)
+  t.true((err?.message ?? '').includes(`"${name}"`), `message does not name "${name}": ${err?.message}`)
+}
+
+test('wrong types throw TypeError ERR_INVALID_ARG_TYPE naming the argument', (t) => {
+  const loop = newLoop(t)
+  const timer: any = new Timer(loop)
+  const poll: any = new Poll(loop)
+  t.teardown(() => {
+    timer.close()
+    poll.close()
+  })
+
+  typeError(t, () => timer.set('x', 1), 'callback')
+  typeError(t, () => timer.set(undefined, 1), 'callback')
+  typeError(t, () => timer.set(cb, 'a'), 'ms')
+  typeError(t, () => timer.set(cb), 'ms')
+  typeError(t, () => timer.set(cb, 1n), 'ms')
+  typeError(t, () => timer.set(cb, 1, 'b'), 'repeatMs')
+  typeError(t, () => timer.set(cb, 1, null), 'repeatMs')
+
+  typeError(t, () => new AnyLoop({ maxPendingBytes: 'a' }), 'options.maxPendingBytes')
+  typeError(t, () => new AnyLoop({ onWakeup: 1 }), 'options.onWakeup')
+  typeError(t, () => new AnyLoop('options'), 'options')
+
+  typeError(t, () => new AnyTimer(42), 'loop')
+  typeError(t, () => new AnyTimer({}), 'loop')
+  typeError(t, () => new AnyTimer('loop'), 'loop')
+  typeError(t, () => new AnyPoll(42), 'loop')
+  typeError(t, () => new AnyTimer(loop, { fallthrough: 'no' }), 'options.fallthrough')
+  typeError(t, () => new AnyPoll(loop, { fallthrough: 0 }), 'options.fallthrough')
+  typeError(t, () => new AnyPoll(loop, 'options'), 'options')
+
+  typeError(t, () => poll.init('3'), 'fd')
+  typeError(t, () => poll.init(), 'fd')
+  typeError(t, () => poll.start('x', cb), 'events')
+  typeError(t, () => poll.start(READABLE, 'x'), 'callback')
+  typeError(t, () => poll.change('x'), 'events')
+})
+
+test('out-of-range numbers throw RangeError ERR_OUT_OF_RANGE naming the argument', (t) => {
+  const loop = newLoop(t)
+  const timer: any = new Timer(loop)
+  const poll: any = new Poll(loop)
+  t.teardown(() => {
+    timer.close()
+    poll.close()
+  })
+
+  rangeError(t, () => timer.set(cb, -1), 'ms')
+  rangeError(t, () => timer.set(cb, 1.5), 'ms')
+  rangeError(t, () => timer.set(cb, NaN), 'ms')
+  rangeError(t, () => timer.set(cb, Infinity), 'ms')
+  rangeError(t, () => timer.set(cb, 1, -1), 'repeatMs')
+  rangeError(t, () => timer.set(cb, 1, 0.5), 'repeatMs')
+
+  rangeError(t, () => poll.start(4, cb), 'events')
+  rangeError(t, () => poll.start(-1, cb), 'events')
+  rangeError(t, () => poll.start(1.5, cb), 'events')
+  rangeError(t, () => poll.change(8), 'events')
+  rangeError(t, () => poll.init(-1), 'fd')
+  rangeError(t, () => poll.init(2.5), 'fd')
+
+  rangeError(t, () => new AnyLoop({ maxPendingBytes: 1 }), 'options.maxPendingBytes')
+  rangeError(t, () => new AnyLoop({ maxPendingBytes: -65536 }), 'options.maxPendingBytes')
+})
+
+test('a call that throws on bad input changes nothing', async (t) => {
+  const loop = newLoop(t)
+  const timer = new Timer(loop)
+  let calls = 0
+  timer.set(() => calls++, 10, 0)
+  t.throws(() => timer.set(cb, -1, 0))
+  t.throws(() => timer.set('x' as any, 0, 0))
+  t.throws(() => timer.set(cb, 5, 1.5))
+  t.true(await waitFor(() => calls === 1), 'a rejected set() disarmed or replaced the timer')
+  await sleep(30)
+  t.is(calls, 1)
+  timer.close()
+})
+
+test.serial('a throwing callback is an uncaught exception, and the loop keeps working', async (t) => {
+  const result = await runFixture('uncaught.js', ['handled'])
+  t.false(result.timedOut, 'the fixture hung')
+  t.is(result.code, 0, `stderr: ${result.stderr}`)
+  const { counts, progressed, messages, nonErrors } = lastJson(result.stdout)
+  t.is(nonErrors, 0, 'a reported exception was not the Error that was thrown')
+  // Every throw was reported, once.
+  const thrown = counts.thrower + counts.poll + counts.wakeup + 1
+  t.is(counts.uncaught, thrown, JSON.stringify({ counts, messages }))
+  t.is(messages['boom from timer'], counts.thrower)
+  t.is(messages['boom from poll'], counts.poll)
+  t.is(messages['boom from onWakeup'], counts.wakeup)
+  t.is(messages['boom first in batch'], 1)
+  t.is(counts.afterThrowInBatch, 1, 'a timer expiring with a throwing one did not run')
+  // Still making progress after ~100 ms of throwing callbacks.
+  for (const key of ['thrower', 'counter', 'poll', 'wakeup']) {
+    t.true(progressed[key] >= 3, `${key} made ${progressed[key]} calls in the last 60 ms: ${JSON.stringify(progressed)}`)
+  }
+})
+
+test.serial('without a handler, a throwing callback crashes the process like any Node callback', async (t) => {
+  const result = await runFixture('uncaught.js', ['unhandled'])
+  t.false(result.timedOut, 'the fixture hung')
+  t.is(result.code, 1)
+  t.true(result.stderr.includes('boom from timer'), result.stderr)
+  t.false(result.stdout.includes('still alive'))
+})

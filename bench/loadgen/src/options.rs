@@ -1,0 +1,155 @@
+//! The command line: `loadgen <pingpong|stream|connect> [--flag value]...`.
+
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::net::Endpoint;
+
+pub const USAGE: &str = "\
+usage: loadgen <mode> (--port N [--host H] | --unix PATH) [options]
+
+modes:
+  pingpong  every connection keeps --pipeline messages of --size bytes in flight
+  stream    every connection writes --size byte chunks, at most --pipeline of them unechoed
+  connect   every connection slot loops: connect, send one --size byte message, read the
+            echo, close
+
+options:
+  --host H          server address or name (default 127.0.0.1)
+  --port N          server TCP port
+  --unix PATH       server Unix socket path, instead of --host/--port
+  --connections C   concurrent connections (default 1)
+  --size S          bytes per message or chunk (default 64; stream: 65536)
+  --pipeline P      messages in flight per connection (default 1; stream: 16; not for connect)
+  --warmup SECS     seconds before measuring starts (default 1)
+  --duration SECS   seconds measured (default 3)
+
+Prints one JSON object on stdout at the end, and the lines measure-start and measure-end on
+stderr when the measured window opens and closes. Exits with 1 if any echoed byte differed
+from what was sent, 2 on a usage error.";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    PingPong,
+    Stream,
+    Connect,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::PingPong => "pingpong",
+            Mode::Stream => "stream",
+            Mode::Connect => "connect",
+        }
+    }
+}
+
+pub struct Options {
+    pub mode: Mode,
+    pub endpoint: Endpoint,
+    pub connections: usize,
+    pub message_size: u64,
+    /// Messages (pingpong) or chunks (stream) each connection may have sent but not yet seen
+    /// echoed; 1 in connect mode.
+    pub pipeline: u64,
+    pub warmup: Duration,
+    pub duration: Duration,
+}
+
+/// What `parse` found instead of options to run with.
+pub enum ParseError {
+    Help,
+    Invalid(String),
+}
+
+impl From<String> for ParseError {
+    fn from(message: String) -> Self {
+        ParseError::Invalid(message)
+    }
+}
+
+impl From<&str> for ParseError {
+    fn from(message: &str) -> Self {
+        ParseError::Invalid(message.to_string())
+    }
+}
+
+pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, ParseError> {
+    let mode = match args.next().as_deref() {
+        Some("pingpong") => Mode::PingPong,
+        Some("stream") => Mode::Stream,
+        Some("connect") => Mode::Connect,
+        Some("-h" | "--help") => return Err(ParseError::Help),
+        Some(other) => return Err(format!("unknown mode {other:?}").into()),
+        None => return Err("no mode given".into()),
+    };
+    let mut host = "127.0.0.1".to_string();
+    let mut port = None;
+    let mut unix = None;
+    let mut connections = 1;
+    let mut message_size = if mode == Mode::Stream { 64 * 1024 } else { 64 };
+    let mut pipeline = None;
+    let mut warmup = Duration::from_secs(1);
+    let mut duration = Duration::from_secs(3);
+    while let Some(flag) = args.next() {
+        if flag == "-h" || flag == "--help" {
+            return Err(ParseError::Help);
+        }
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--host" => host = value,
+            "--port" => port = Some(number::<u16>(&flag, &value)?),
+            "--unix" => unix = Some(PathBuf::from(value)),
+            "--connections" => connections = positive(&flag, &value)?,
+            "--size" => message_size = positive(&flag, &value)?,
+            "--pipeline" => pipeline = Some(positive(&flag, &value)?),
+            "--warmup" => warmup = seconds(&flag, &value)?,
+            "--duration" => duration = seconds(&flag, &value)?,
+            _ => return Err(format!("unknown option {flag}").into()),
+        }
+    }
+    let endpoint = match (unix, port) {
+        (Some(path), None) => Endpoint::Unix(path),
+        (None, Some(port)) => Endpoint::Tcp(
+            (host.as_str(), port)
+                .to_socket_addrs()
+                .map_err(|err| format!("cannot resolve {host}: {err}"))?
+                .next()
+                .ok_or_else(|| format!("{host} has no address"))?,
+        ),
+        (Some(_), Some(_)) => return Err("give --unix or --port, not both".into()),
+        (None, None) => return Err("--port or --unix is required".into()),
+    };
+    let pipeline = match (mode, pipeline) {
+        (Mode::Connect, Some(_)) => return Err("--pipeline does not apply to connect mode".into()),
+        (Mode::Stream, None) => 16,
+        (_, pipeline) => pipeline.unwrap_or(1),
+    };
+    Ok(Options {
+        mode,
+        endpoint,
+        connections: usize::try_from(connections).map_err(|_| "--connections is too large")?,
+        message_size,
+        pipeline,
+        warmup,
+        duration,
+    })
+}
+
+fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
+    value.parse().map_err(|_| format!("{flag} {value:?} is not a valid number"))
+}
+
+fn positive(flag: &str, value: &str) -> Result<u64, String> {
+    match number(flag, value)? {
+        0 => Err(format!("{flag} must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(number(flag, value)?)
+        .map_err(|_| format!("{flag} {value:?} is not a duration in seconds"))
+}

@@ -1,0 +1,696 @@
+//! TCP and Unix sockets on the loop thread: accept, connect (with name resolution off the loop
+//! thread), read into event batches, drain send buffers, shutdown and timeouts.
+//!
+//! A socket's descriptor is shared: the loop thread reads from it and the JavaScript thread
+//! writes to it directly (plain TCP writes need no thread hop). The descriptor lives in a
+//! [`SocketIo`] behind an `Arc` held by both threads, so it is closed only when neither uses it:
+//! a number is never used after the descriptor may have been closed.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::batch::{open_payload, EventKind, OPENED_BY_CONNECT};
+use super::{lock, Command, Handle, LoopThread, SlotId, READABLE, WRITABLE};
+use crate::sys::{self, SockAddr, Socket};
+
+/// libuv's code for a failed name lookup, which Node reports as `ENOTFOUND`.
+pub const UV_ENOTFOUND: i32 = -3008;
+
+/// Most bytes read from one socket per loop iteration, so one busy peer cannot starve the rest.
+const READ_BUDGET_PER_SOCKET: usize = 1 << 20;
+/// Most connections accepted from one listener per loop iteration.
+const ACCEPTS_PER_ITERATION: usize = 128;
+/// Name lookups (`getaddrinfo`, which blocks) run on threads of their own, at most this many
+/// per loop; further connects wait for one to finish.
+const MAX_CONCURRENT_LOOKUPS: usize = 8;
+/// Socket timeouts are coarse: they fire on ticks of this period, never early.
+pub const TIMEOUT_GRANULARITY: Duration = Duration::from_secs(4);
+
+// Bits of `SocketIo::flags`.
+/// JavaScript asked for a FIN (sent once the send buffer is empty).
+const SHUTDOWN_REQUESTED: u32 = 1;
+/// `shutdown(SHUT_WR)` was made.
+const FIN_SENT: u32 = 2;
+/// Closed by either side: writes take nothing.
+const DEAD: u32 = 4;
+
+/// What the loop thread and the JavaScript thread share of one socket.
+#[derive(Debug)]
+pub struct SocketIo {
+    socket: Socket,
+    flags: AtomicU32,
+    /// Bytes taken by `send` that the kernel has not taken yet, in order.
+    send_buffer: Mutex<VecDeque<u8>>,
+    /// The length of `send_buffer`, readable without its lock.
+    buffered: AtomicUsize,
+}
+
+impl SocketIo {
+    fn new(socket: Socket) -> SocketIo {
+        SocketIo {
+            socket,
+            flags: AtomicU32::new(0),
+            send_buffer: Mutex::default(),
+            buffered: AtomicUsize::new(0),
+        }
+    }
+
+    fn has(&self, flag: u32) -> bool {
+        self.flags.load(Ordering::Acquire) & flag != 0
+    }
+
+    fn set(&self, flag: u32) {
+        self.flags.fetch_or(flag, Ordering::AcqRel);
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+
+    /// Bytes taken by `send` and not yet handed to the kernel.
+    pub fn buffered_amount(&self) -> usize {
+        self.buffered.load(Ordering::Acquire)
+    }
+
+    fn writable_now(&self) -> bool {
+        !self.has(DEAD | SHUTDOWN_REQUESTED) && self.buffered_amount() == 0
+    }
+
+    /// `write`: what the kernel takes now, 0 when closed, shut down, or while `send` data waits
+    /// (so bytes never overtake each other). Errors also take nothing: the reader sees them.
+    pub fn write(&self, data: &[u8], more: bool) -> usize {
+        if !self.writable_now() {
+            return 0;
+        }
+        sys::send(&self.socket, data, more).unwrap_or(0)
+    }
+
+    /// `write2`: both buffers in one `sendmsg`.
+    pub fn write2(&self, header: &[u8], payload: &[u8]) -> usize {
+        if !self.writable_now() {
+            return 0;
+        }
+        sys::send2(&self.socket, header, payload, false).unwrap_or(0)
+    }
+
+    /// `send`: writes what the kernel takes and queues the rest. Returns the bytes now queued,
+    /// and whether the loop must start draining (the queue was empty before).
+    pub fn send(&self, data: &[u8]) -> (usize, bool) {
+        if self.has(DEAD | SHUTDOWN_REQUESTED) {
+            return (self.buffered_amount(), false);
+        }
+        let mut buffer = lock(&self.send_buffer);
+        let was_empty = buffer.is_empty();
+        let written = if was_empty { sys::send(&self.socket, data, false).unwrap_or(0) } else { 0 };
+        buffer.extend(&data[written..]);
+        self.buffered.store(buffer.len(), Ordering::Release);
+        (buffer.len(), was_empty && !buffer.is_empty())
+    }
+
+    /// Writes queued bytes until the kernel takes no more. Returns true once the queue is empty.
+    fn drain(&self) -> io::Result<bool> {
+        let mut buffer = lock(&self.send_buffer);
+        while !buffer.is_empty() {
+            let (first, second) = buffer.as_slices();
+            let written = sys::send2(&self.socket, first, second, false)?;
+            if written == 0 {
+                break;
+            }
+            buffer.drain(..written);
+        }
+        self.buffered.store(buffer.len(), Ordering::Release);
+        if buffer.is_empty() {
+            self.finish_shutdown()?;
+        }
+        Ok(buffer.is_empty())
+    }
+
+    /// `shutdown`: FIN now if nothing is queued, else after the queue drains (the loop does it).
+    pub fn shutdown(&self) {
+        self.set(SHUTDOWN_REQUESTED);
+        let buffer = lock(&self.send_buffer);
+        if buffer.is_empty() {
+            // A reset connection cannot be shut down; the reader reports the reset.
+            let _ = self.finish_shutdown();
+        }
+    }
+
+    fn finish_shutdown(&self) -> io::Result<()> {
+        if self.has(SHUTDOWN_REQUESTED) && !self.has(FIN_SENT) {
+            self.set(FIN_SENT);
+            self.socket.shutdown(std::net::Shutdown::Write)?;
+        }
+        Ok(())
+    }
+
+    /// `shutdownRead`: the loop then reads an end of stream and reports `End`.
+    pub fn shutdown_read(&self) {
+        let _ = self.socket.shutdown(std::net::Shutdown::Read);
+    }
+
+    /// `flush`: pushes out data held back by MSG_MORE.
+    pub fn flush(&self) {
+        if !self.has(DEAD) {
+            let _ = sys::uncork(&self.socket);
+        }
+    }
+
+    /// Makes every later write take nothing (the socket is closed as far as users are concerned).
+    pub fn kill(&self) {
+        self.set(DEAD);
+    }
+}
+
+/// A listening socket, shared so that JavaScript can close it synchronously (the port is free
+/// when `close()` returns) while the loop thread accepts from it.
+#[derive(Debug)]
+pub struct ListenerIo {
+    socket: Mutex<Option<Socket>>,
+}
+
+impl ListenerIo {
+    pub fn new(socket: Socket) -> ListenerIo {
+        ListenerIo { socket: Mutex::new(Some(socket)) }
+    }
+
+    /// The listening fd, if still open.
+    pub fn fd(&self) -> Option<RawFd> {
+        lock(&self.socket).as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// Closes the socket; returns its fd number (for deregistration before the close).
+    pub fn take(&self) -> Option<Socket> {
+        lock(&self.socket).take()
+    }
+
+    pub fn local_address(&self) -> Option<(String, i32)> {
+        let socket = lock(&self.socket);
+        socket.as_ref()?.local_addr().ok().map(|addr| sys::describe_address(&addr))
+    }
+}
+
+/// Where a connect goes.
+#[derive(Debug)]
+pub enum ConnectTarget {
+    /// Addresses to try in turn.
+    Addresses(Vec<SocketAddr>),
+    /// A host name, resolved off the loop thread.
+    Host(String, u16),
+    Unix(PathBuf),
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Waiting for a name lookup.
+    Resolving,
+    /// A connect is in flight on `io`; `remaining` are the addresses left to try after it.
+    Connecting {
+        remaining: VecDeque<SockAddr>,
+    },
+    Open,
+}
+
+#[derive(Debug)]
+pub(super) struct SocketState {
+    io: Option<Arc<SocketIo>>,
+    phase: Phase,
+    source: Option<IpAddr>,
+    /// Queued in `io_candidates`: unread data (or an end of stream) may be waiting.
+    readable: bool,
+    paused: bool,
+    /// The peer's FIN was read.
+    peer_finished: bool,
+    /// A `write` was partial and the fd was not writable yet: report the next writability.
+    wants_writable: bool,
+    timeout: Option<Instant>,
+    long_timeout: Option<Instant>,
+}
+
+#[derive(Debug)]
+pub(super) struct ListenerState {
+    io: Arc<ListenerIo>,
+    /// Queued in `io_candidates`: connections may be waiting.
+    readable: bool,
+}
+
+impl LoopThread {
+    pub(super) fn apply_socket_command(&mut self, command: Command) {
+        match command {
+            Command::WatchListener { id, listener } => {
+                if lock(&self.shared.slots).is_current(id) {
+                    self.handles
+                        .insert(id, Handle::Listener(ListenerState { io: listener, readable: false }));
+                }
+            }
+            Command::Connect { id, target, source } => {
+                if !lock(&self.shared.slots).is_current(id) {
+                    return;
+                }
+                let state = SocketState {
+                    io: None,
+                    phase: Phase::Resolving,
+                    source,
+                    readable: false,
+                    paused: false,
+                    peer_finished: false,
+                    wants_writable: false,
+                    timeout: None,
+                    long_timeout: None,
+                };
+                self.handles.insert(id, Handle::Socket(state));
+                match target {
+                    ConnectTarget::Addresses(addresses) => {
+                        self.connect_next(id, addresses.into_iter().map(SockAddr::from).collect(), None)
+                    }
+                    ConnectTarget::Unix(path) => match SockAddr::unix(&path) {
+                        Ok(addr) => self.connect_next(id, VecDeque::from([addr]), None),
+                        Err(err) => self.fail_connect(id, errno_of(&err)),
+                    },
+                    ConnectTarget::Host(host, port) => {
+                        self.pending_lookups.push_back((id, host, port));
+                        self.start_lookups();
+                    }
+                }
+            }
+            Command::Resolved { id, result } => {
+                self.lookups_running -= 1;
+                self.start_lookups();
+                if !matches!(
+                    self.handles.get(id),
+                    Some(Handle::Socket(SocketState { phase: Phase::Resolving, .. }))
+                ) {
+                    return; // closed while resolving
+                }
+                match result {
+                    Ok(addresses) if !addresses.is_empty() => {
+                        self.connect_next(id, addresses.into_iter().map(SockAddr::from).collect(), None)
+                    }
+                    _ => self.fail_connect(id, UV_ENOTFOUND),
+                }
+            }
+            Command::CheckWritable { id } => {
+                let Some(io) = self.open_io(id) else { return };
+                let mut fds = [libc::pollfd { fd: io.fd(), events: libc::POLLOUT, revents: 0 }];
+                // The writability edge may have passed before this command arrived: check now.
+                // Not writable yet means the kernel's buffer is still full, so an edge will come.
+                if sys::poll_now(&mut fds).is_ok() && fds[0].revents != 0 {
+                    self.events.push(EventKind::Writable, id.index, id.generation, 0);
+                } else if let Some(Handle::Socket(state)) = self.handles.get_mut(id) {
+                    state.wants_writable = true;
+                }
+            }
+            Command::Drain { id } => self.socket_writable(id),
+            Command::Shutdown { id } => {
+                if let Some(Handle::Socket(state)) = self.handles.get(id) {
+                    if state.peer_finished {
+                        self.close_from_loop(id, 0);
+                    }
+                }
+            }
+            Command::CloseSocket { id } => {
+                self.forget_socket(id);
+                lock(&self.shared.slots).release(id);
+            }
+            Command::SetTimeout { id, long, after } => self.set_timeout(id, long, after),
+            Command::Pause { id, paused } => {
+                if let Some(Handle::Socket(state)) = self.handles.get_mut(id) {
+                    state.paused = paused;
+                    if !paused && !state.readable && matches!(state.phase, Phase::Open) {
+                        state.readable = true;
+                        self.io_candidates.push(id);
+                    }
+                }
+            }
+            _ => unreachable!("not a socket command: {command:?}"),
+        }
+    }
+
+    fn open_io(&self, id: SlotId) -> Option<Arc<SocketIo>> {
+        match self.handles.get(id) {
+            Some(Handle::Socket(SocketState { io: Some(io), phase: Phase::Open, .. })) => {
+                Some(Arc::clone(io))
+            }
+            _ => None,
+        }
+    }
+
+    /// Starts name lookups while fewer than the maximum run.
+    fn start_lookups(&mut self) {
+        while self.lookups_running < MAX_CONCURRENT_LOOKUPS {
+            let Some((id, host, port)) = self.pending_lookups.pop_front() else { return };
+            let shared = Arc::clone(&self.shared);
+            let lookup = move || {
+                let result = (host.as_str(), port).to_socket_addrs().map(Iterator::collect);
+                lock(&shared.commands).push(Command::Resolved { id, result });
+                let _ = shared.poller.notify();
+            };
+            match std::thread::Builder::new().name("usockets-dns".into()).spawn(lookup) {
+                Ok(_) => self.lookups_running += 1,
+                Err(err) => self.fail_connect(id, errno_of(&err)),
+            }
+        }
+    }
+
+    /// Tries the next address of a connecting socket; reports the last error when none is left.
+    fn connect_next(&mut self, id: SlotId, mut remaining: VecDeque<SockAddr>, last_error: Option<i32>) {
+        let Some(Handle::Socket(state)) = self.handles.get(id) else { return };
+        let source = state.source;
+        let mut error = last_error.unwrap_or(libc::ECONNREFUSED);
+        while let Some(addr) = remaining.pop_front() {
+            let attempt = sys::connect(&addr, source).and_then(|socket| {
+                self.shared.poller.watch(socket.as_raw_fd(), id.index as usize, READABLE | WRITABLE)?;
+                Ok(socket)
+            });
+            match attempt {
+                Ok(socket) => {
+                    if let Some(Handle::Socket(state)) = self.handles.get_mut(id) {
+                        state.io = Some(Arc::new(SocketIo::new(socket)));
+                        state.phase = Phase::Connecting { remaining };
+                    }
+                    return;
+                }
+                Err(err) => error = errno_of(&err),
+            }
+        }
+        self.fail_connect(id, error);
+    }
+
+    fn fail_connect(&mut self, id: SlotId, code: i32) {
+        self.forget_socket(id);
+        self.events.push(EventKind::ConnectError, id.index, id.generation, code as u32);
+    }
+
+    /// The fd of a connecting socket became writable (or failed): open it or try the next address.
+    fn connect_progress(&mut self, id: SlotId) {
+        let Some(Handle::Socket(state)) = self.handles.get_mut(id) else { return };
+        let (Some(io), Phase::Connecting { remaining }) = (state.io.clone(), &mut state.phase) else {
+            return;
+        };
+        if let Err(err) = sys::take_error(&io.socket) {
+            let remaining = std::mem::take(remaining);
+            state.io = None;
+            let _ = self.shared.poller.unwatch(io.fd());
+            self.connect_next(id, remaining, Some(errno_of(&err)));
+            return;
+        }
+        let (Ok(remote), Ok(local)) = (io.socket.peer_addr(), io.socket.local_addr()) else {
+            return; // not connected yet (ENOTCONN): a later edge completes it
+        };
+        state.phase = Phase::Open;
+        // A connect timeout does not carry over to the open socket.
+        if let Some(deadline) = state.timeout.take() {
+            self.socket_timeouts.remove(deadline, id.index);
+        }
+        let payload =
+            open_payload(OPENED_BY_CONNECT, &sys::describe_address(&remote), &sys::describe_address(&local));
+        lock(&self.shared.opened).push((id, io));
+        self.events.push_with_payload(EventKind::Open, id.index, id.generation, &payload);
+        // Data may have arrived with the connection.
+        self.mark_readable(id);
+    }
+
+    pub(super) fn socket_ready(&mut self, id: SlotId, readable: bool, writable: bool) {
+        let connecting = matches!(
+            self.handles.get(id),
+            Some(Handle::Socket(SocketState { phase: Phase::Connecting { .. }, .. }))
+        );
+        if connecting {
+            self.connect_progress(id);
+            return;
+        }
+        if writable {
+            self.socket_writable(id);
+        }
+        if readable {
+            self.mark_readable(id);
+        }
+    }
+
+    fn mark_readable(&mut self, id: SlotId) {
+        match self.handles.get_mut(id) {
+            Some(Handle::Socket(state)) if !state.readable => state.readable = true,
+            Some(Handle::Listener(state)) if !state.readable => state.readable = true,
+            _ => return,
+        }
+        self.io_candidates.push(id);
+    }
+
+    pub(super) fn listener_ready(&mut self, id: SlotId) {
+        self.mark_readable(id);
+    }
+
+    /// Drains the send buffer; reports `Writable` when it empties (or after a partial `write`).
+    fn socket_writable(&mut self, id: SlotId) {
+        let Some(io) = self.open_io(id) else { return };
+        let mut report = io.buffered_amount() > 0;
+        if let Some(Handle::Socket(state)) = self.handles.get_mut(id) {
+            report |= std::mem::take(&mut state.wants_writable);
+        }
+        match io.drain() {
+            Ok(true) => {
+                if report {
+                    self.events.push(EventKind::Writable, id.index, id.generation, 0);
+                }
+                if io.has(FIN_SENT) {
+                    if let Some(Handle::Socket(SocketState { peer_finished: true, .. })) =
+                        self.handles.get(id)
+                    {
+                        self.close_from_loop(id, 0);
+                    }
+                }
+            }
+            Ok(false) => {}
+            Err(err) => self.close_from_loop(id, errno_of(&err)),
+        }
+    }
+
+    /// Reads and accepts for the queued candidates while the loop has credit. Those it could not
+    /// finish stay queued.
+    pub(super) fn process_io_candidates(&mut self) {
+        let candidates = std::mem::take(&mut self.io_candidates);
+        for (position, &id) in candidates.iter().enumerate() {
+            if !self.has_credit() {
+                self.io_candidates.extend_from_slice(&candidates[position..]);
+                break;
+            }
+            match self.handles.get(id) {
+                Some(Handle::Socket(_)) => self.read_socket(id),
+                Some(Handle::Listener(_)) => self.accept_connections(id),
+                _ => {}
+            }
+        }
+    }
+
+    fn read_socket(&mut self, id: SlotId) {
+        let Some(Handle::Socket(state)) = self.handles.get_mut(id) else { return };
+        if state.paused || state.peer_finished || !matches!(state.phase, Phase::Open) {
+            state.readable = false; // resume() queues it again
+            return;
+        }
+        let Some(io) = state.io.clone() else { return };
+        let mut read = 0;
+        loop {
+            if read >= READ_BUDGET_PER_SOCKET || !self.has_credit() {
+                self.io_candidates.push(id); // still readable: continue next iteration
+                return;
+            }
+            match sys::recv(&io.socket, &mut self.recv_buffer) {
+                Ok(0) => {
+                    self.peer_finished(id, &io);
+                    break;
+                }
+                Ok(n) => {
+                    read += n;
+                    self.events.push_with_payload(
+                        EventKind::Data,
+                        id.index,
+                        id.generation,
+                        &self.recv_buffer[..n],
+                    );
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => {
+                    self.close_from_loop(id, errno_of(&err));
+                    return;
+                }
+            }
+        }
+        if let Some(Handle::Socket(state)) = self.handles.get_mut(id) {
+            state.readable = false;
+        }
+    }
+
+    fn peer_finished(&mut self, id: SlotId, io: &SocketIo) {
+        if let Some(Handle::Socket(state)) = self.handles.get_mut(id) {
+            state.peer_finished = true;
+        }
+        if io.has(FIN_SENT) {
+            // Both directions are finished: the socket closes by itself.
+            self.close_from_loop(id, 0);
+        } else {
+            self.events.push(EventKind::End, id.index, id.generation, 0);
+        }
+    }
+
+    fn accept_connections(&mut self, listener_id: SlotId) {
+        let Some(Handle::Listener(state)) = self.handles.get(listener_id) else { return };
+        let listener = Arc::clone(&state.io);
+        let guard = lock(&listener.socket);
+        let Some(listening) = guard.as_ref() else { return };
+        let mut accepted = 0;
+        let mut more = false;
+        while self.has_credit() {
+            if accepted == ACCEPTS_PER_ITERATION {
+                more = true;
+                break;
+            }
+            let (socket, remote) = match sys::accept(listening) {
+                Ok(Some(connection)) => connection,
+                Ok(None) => break,
+                Err(_) => {
+                    // EMFILE / ENFILE / ENOBUFS: the connection waits in the backlog; retry later.
+                    more = true;
+                    break;
+                }
+            };
+            accepted += 1;
+            let Some(id) = lock(&self.shared.slots).allocate() else { continue };
+            if self.shared.poller.watch(socket.as_raw_fd(), id.index as usize, READABLE | WRITABLE).is_err() {
+                lock(&self.shared.slots).release(id);
+                continue;
+            }
+            let local = socket.local_addr().map(|addr| sys::describe_address(&addr)).unwrap_or_default();
+            let io = Arc::new(SocketIo::new(socket));
+            let state = SocketState {
+                io: Some(Arc::clone(&io)),
+                phase: Phase::Open,
+                source: None,
+                readable: true,
+                paused: false,
+                peer_finished: false,
+                wants_writable: false,
+                timeout: None,
+                long_timeout: None,
+            };
+            self.handles.insert(id, Handle::Socket(state));
+            lock(&self.shared.opened).push((id, io));
+            let payload = open_payload(listener_id.index, &sys::describe_address(&remote), &local);
+            self.events.push_with_payload(EventKind::Open, id.index, id.generation, &payload);
+            // Data may already be waiting (the edge came before we watched the fd).
+            self.io_candidates.push(id);
+        }
+        drop(guard);
+        let more = more || !self.has_credit();
+        if let Some(Handle::Listener(state)) = self.handles.get_mut(listener_id) {
+            state.readable = more;
+            if state.readable {
+                self.io_candidates.push(listener_id);
+            }
+        }
+    }
+
+    /// The loop closes a socket (error, or both sides finished): JavaScript hears `Close` and
+    /// frees the slot when it has dispatched it.
+    fn close_from_loop(&mut self, id: SlotId, errno: i32) {
+        if self.forget_socket(id) {
+            self.events.push(EventKind::Close, id.index, id.generation, errno as u32);
+        }
+    }
+
+    /// Drops the loop's part of a socket (its fd closes once JavaScript lets go too). Returns
+    /// whether there was one.
+    pub(super) fn forget_socket(&mut self, id: SlotId) -> bool {
+        let Some(Handle::Socket(state)) = self.handles.get(id) else { return false };
+        if let Some(deadline) = state.timeout {
+            self.socket_timeouts.remove(deadline, id.index);
+        }
+        if let Some(deadline) = state.long_timeout {
+            self.long_timeouts.remove(deadline, id.index);
+        }
+        if let Some(Handle::Socket(state)) = self.handles.remove(id) {
+            if let Some(io) = state.io {
+                io.kill();
+                let _ = self.shared.poller.unwatch(io.fd());
+            }
+        }
+        true
+    }
+
+    /// Arms (or with `after: None`, disarms) a socket's timeout, rounded up to the next tick.
+    fn set_timeout(&mut self, id: SlotId, long: bool, after: Option<Duration>) {
+        let deadline = after.map(|after| self.next_tick(Instant::now() + after));
+        let Some(Handle::Socket(state)) = self.handles.get_mut(id) else { return };
+        let (slot, queue) = if long {
+            (&mut state.long_timeout, &mut self.long_timeouts)
+        } else {
+            (&mut state.timeout, &mut self.socket_timeouts)
+        };
+        if let Some(old) = slot.take() {
+            queue.remove(old, id.index);
+        }
+        if let Some(deadline) = deadline {
+            *slot = Some(deadline);
+            queue.insert(deadline, id.index);
+        }
+    }
+
+    /// The first timeout tick at or after `at`. Ticks are [`TIMEOUT_GRANULARITY`] apart from the
+    /// loop's start, so sockets share wake-ups.
+    fn next_tick(&self, at: Instant) -> Instant {
+        let since_start = at.saturating_duration_since(self.shared.started).as_nanos();
+        let granularity = TIMEOUT_GRANULARITY.as_nanos();
+        let ticks = since_start.div_ceil(granularity);
+        self.shared.started + Duration::from_nanos((ticks * granularity) as u64)
+    }
+
+    pub(super) fn fire_socket_timeouts(&mut self, now: Instant) {
+        while let Some((_, index)) = self.socket_timeouts.pop_due(now) {
+            let Some((id, Handle::Socket(state))) = self.handles.get_by_index_mut(index as usize) else {
+                continue;
+            };
+            state.timeout = None;
+            if matches!(state.phase, Phase::Open) {
+                self.events.push(EventKind::Timeout, id.index, id.generation, 0);
+            } else {
+                // A timeout on a connecting socket is a connect timeout.
+                self.fail_connect(id, libc::ETIMEDOUT);
+            }
+        }
+        while let Some((_, index)) = self.long_timeouts.pop_due(now) {
+            let Some((id, Handle::Socket(state))) = self.handles.get_by_index_mut(index as usize) else {
+                continue;
+            };
+            state.long_timeout = None;
+            if matches!(state.phase, Phase::Open) {
+                self.events.push(EventKind::LongTimeout, id.index, id.generation, 0);
+            }
+        }
+    }
+
+    /// Deregisters everything the loop watches before its thread ends.
+    pub(super) fn unwatch_socket(&self, handle: &Handle) {
+        match handle {
+            Handle::Socket(SocketState { io: Some(io), .. }) => {
+                io.kill();
+                let _ = self.shared.poller.unwatch(io.fd());
+            }
+            Handle::Listener(state) => {
+                if let Some(fd) = state.io.fd() {
+                    let _ = self.shared.poller.unwatch(fd);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The errno of an I/O error (EIO when it carries none).
+pub fn errno_of(err: &io::Error) -> i32 {
+    err.raw_os_error().unwrap_or(libc::EIO)
+}
