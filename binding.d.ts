@@ -56,8 +56,11 @@ export declare class LoopCore {
   closeSocket(id: number): void
   /** JavaScript dispatched the loop's close or connect error of the socket. */
   releaseSocket(id: number): void
-  /** Arms the socket's timeout in `seconds` (`long`: its long timeout); 0 disarms. */
-  setSocketTimeout(id: number, seconds: number, long: boolean): void
+  /**
+   * Arms the socket's timeout in `seconds` (`long`: its long timeout); 0 disarms.
+   * `connecting`: JavaScript has not seen the socket open, so it is a connect timeout.
+   */
+  setSocketTimeout(id: number, seconds: number, long: boolean, connecting: boolean): void
   pause(id: number, paused: boolean): void
   /** Stops and joins the loop thread. Idempotent. */
   close(): void

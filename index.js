@@ -113,10 +113,13 @@ function reportUncaught(err) {
 
 function noop() {}
 
+// libuv's code for a failed name lookup (EAI_NONAME), which Node's net reports as ENOTFOUND.
+const UV_EAI_NONAME = -3008
+
 /** An Error for an errno (positive) or a libuv code (negative), shaped like Node's. */
-function systemError(code, syscall, detail) {
-  const name = getSystemErrorName(code > 0 ? -code : code)
-  const err = new Error(detail === undefined ? `${syscall} ${name}` : `${syscall} ${name} ${detail}`)
+function systemError(code, syscall) {
+  const name = code === UV_EAI_NONAME ? 'ENOTFOUND' : getSystemErrorName(code > 0 ? -code : code)
+  const err = new Error(`${syscall} ${name}`)
   err.errno = code
   err.code = name
   err.syscall = syscall
@@ -922,12 +925,16 @@ class Socket {
 
   timeout(seconds) {
     validateInteger(seconds, 'seconds', 0, MAX_TIMEOUT_SECONDS)
-    if (!this.#closed && !this.#state.closed) this.#state.core.setSocketTimeout(this.#id, seconds, false)
+    if (!this.#closed && !this.#state.closed) {
+      this.#state.core.setSocketTimeout(this.#id, seconds, false, !this.#established)
+    }
   }
 
   longTimeout(minutes) {
     validateInteger(minutes, 'minutes', 0, MAX_LONG_TIMEOUT_MINUTES)
-    if (!this.#closed && !this.#state.closed) this.#state.core.setSocketTimeout(this.#id, minutes * 60, true)
+    if (!this.#closed && !this.#state.closed) {
+      this.#state.core.setSocketTimeout(this.#id, minutes * 60, true, !this.#established)
+    }
   }
 
   pause() {
@@ -965,8 +972,8 @@ class Socket {
     this.#context[kContextState].sockets.delete(this)
     this.#context = context
     context[kContextState].sockets.add(this)
-    this.#state.core.setSocketTimeout(this.#id, 0, false)
-    this.#state.core.setSocketTimeout(this.#id, 0, true)
+    this.#state.core.setSocketTimeout(this.#id, 0, false, false)
+    this.#state.core.setSocketTimeout(this.#id, 0, true, false)
   }
 
   [kDispatch](kind, arg, records, at) {

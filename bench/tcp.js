@@ -115,9 +115,9 @@ async function stopServer(child) {
 }
 
 /**
- * Runs the load generator against `port`, sampling the CPU time of process `serverPid` when
- * the measured window opens and closes. Rejects if the load generator fails, which it does if
- * any echoed byte was wrong.
+ * Runs the load generator against `port`, sampling the CPU time of process `serverPid` (and
+ * its own: near 100% it, not the server, would be the limit) when the measured window opens
+ * and closes. Rejects if the load generator fails, which it does if any echoed byte was wrong.
  */
 async function runLoadgen(caseArgs, port, serverPid) {
   const args = [
@@ -131,7 +131,11 @@ async function runLoadgen(caseArgs, port, serverPid) {
   const marks = {}
   readline.createInterface({ input: child.stderr }).on('line', (line) => {
     if (line === 'measure-start' || line === 'measure-end') {
-      marks[line] = { wallNs: process.hrtime.bigint(), serverCpuNs: processCpuNs(serverPid) }
+      marks[line] = {
+        wallNs: process.hrtime.bigint(),
+        serverCpuNs: processCpuNs(serverPid),
+        loadgenCpuNs: processCpuNs(child.pid),
+      }
     } else {
       process.stderr.write(`${line}\n`)
     }
@@ -144,6 +148,7 @@ async function runLoadgen(caseArgs, port, serverPid) {
     report: JSON.parse(stdout),
     wallNs: Number(end.wallNs - start.wallNs),
     serverCpuNs: end.serverCpuNs - start.serverCpuNs,
+    loadgenCpuNs: end.loadgenCpuNs - start.loadgenCpuNs,
   }
 }
 
@@ -174,6 +179,7 @@ function row(testCase, server, run, baseline) {
     p99Us: report.p99Us,
     serverCpuUsPerOp: serverCpuUsPerOp(run),
     serverCpuPct: (100 * run.serverCpuNs) / run.wallNs,
+    loadgenCpuPct: (100 * run.loadgenCpuNs) / run.wallNs,
     errors: report.errors,
   }
   if (baseline !== undefined) {
@@ -194,11 +200,13 @@ async function main() {
   const unavailable = usocketsUnavailable()
   const servers = unavailable === null ? [NODE_NET, USOCKETS] : [NODE_NET]
   const noiseRuns = [await measure(NOISE_PROBE, NODE_NET)]
+  let rowsWithErrors = 0
   for (const testCase of CASES) {
     let baseline
     for (const server of servers) {
       const run = await measure(testCase, server)
       console.log(JSON.stringify(row(testCase, server, run, baseline)))
+      if (run.report.errors > 0) rowsWithErrors++
       if (server === NODE_NET) baseline = run
       if (server === NODE_NET && testCase === NOISE_PROBE) noiseRuns.push(run)
     }
@@ -211,6 +219,11 @@ async function main() {
   )
   console.log(PIN ? 'pinned: servers on CPU 0, loadgen on CPU 1' : 'not pinned: fewer than 2 CPUs')
   if (unavailable !== null) console.log(`usockets-rs: skipped, ${unavailable}`)
+  // Connections failing under a load this light point at a server bug, not noise.
+  if (rowsWithErrors > 0) {
+    console.log(`errors: ${rowsWithErrors} row(s) had failed connections (see the errors column)`)
+    process.exitCode = 1
+  }
 }
 
 main().catch((err) => {

@@ -342,10 +342,11 @@ impl LoopCore {
     }
 
     /// Arms the socket's timeout in `seconds` (`long`: its long timeout); 0 disarms.
+    /// `connecting`: JavaScript has not seen the socket open, so it is a connect timeout.
     #[napi]
-    pub fn set_socket_timeout(&self, id: f64, seconds: f64, long: bool) {
+    pub fn set_socket_timeout(&self, id: f64, seconds: f64, long: bool, connecting: bool) {
         let after = (seconds > 0.0).then(|| Duration::from_secs_f64(seconds));
-        self.if_running(|event_loop| event_loop.set_socket_timeout(slot(id), long, after));
+        self.if_running(|event_loop| event_loop.set_socket_timeout(slot(id), long, after, connecting));
     }
 
     #[napi]

@@ -116,11 +116,13 @@ enum Command {
     CloseSocket {
         id: SlotId,
     },
-    /// Arm (`after: Some`) or disarm a socket's timeout or long timeout.
+    /// Arm (`after: Some`) or disarm a socket's timeout or long timeout. `connecting`: JavaScript
+    /// saw the socket connecting, so this is a connect timeout, moot if the connect completed.
     SetTimeout {
         id: SlotId,
         long: bool,
         after: Option<Duration>,
+        connecting: bool,
     },
     Pause {
         id: SlotId,
@@ -416,9 +418,11 @@ impl EventLoop {
     }
 
     /// Arms (`Some`) or disarms a socket's timeout (`long`: its long timeout).
-    pub fn set_socket_timeout(&self, id: SlotId, long: bool, after: Option<Duration>) {
+    /// `connecting` says the caller saw the socket still connecting: a connect timeout, ignored
+    /// if the connect has completed by the time the loop applies it.
+    pub fn set_socket_timeout(&self, id: SlotId, long: bool, after: Option<Duration>, connecting: bool) {
         if self.check_current(id).is_ok() {
-            self.submit(Command::SetTimeout { id, long, after });
+            self.submit(Command::SetTimeout { id, long, after, connecting });
         }
     }
 

@@ -317,7 +317,15 @@ impl LoopThread {
                 self.forget_socket(id);
                 lock(&self.shared.slots).release(id);
             }
-            Command::SetTimeout { id, long, after } => self.set_timeout(id, long, after),
+            Command::SetTimeout { id, long, after, connecting } => {
+                let open = matches!(
+                    self.handles.get(id),
+                    Some(Handle::Socket(SocketState { phase: Phase::Open, .. }))
+                );
+                if !(connecting && open) {
+                    self.set_timeout(id, long, after);
+                }
+            }
             Command::Pause { id, paused } => {
                 if let Some(Handle::Socket(state)) = self.handles.get_mut(id) {
                     state.paused = paused;
