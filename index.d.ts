@@ -163,3 +163,235 @@ export declare class Poll {
   /** Stops the poll and frees it for good (`us_poll_free`). The fd stays open. Idempotent. */
   close(): void
 }
+
+/** Options of `new SocketContext()`. */
+export interface SocketContextOptions {
+  /**
+   * TLS is not available in this version: passing `tls` throws an Error with
+   * `code: 'ERR_TLS_UNAVAILABLE'`.
+   */
+  tls?: unknown
+  /**
+   * `socket.send()` returns false once the socket's `bufferedAmount` reaches this many bytes.
+   * Integer >= 1. Default 65536 (64 KiB).
+   */
+  highWaterMark?: number
+}
+
+/** Options of `context.connect()`. */
+export interface ConnectOptions {
+  /** Local IP address to connect from (an address, not a name). */
+  sourceHost?: string
+  /** The new socket's initial `ext`. */
+  ext?: unknown
+}
+
+/** An Error from the network, shaped like Node's system errors. */
+export interface SocketError extends Error {
+  /** The errno (positive), or a negative libuv-style code where there is none (ENOTFOUND). */
+  errno: number
+  /** `'ECONNRESET'`, `'ECONNREFUSED'`, `'ENOTFOUND'`, `'ETIMEDOUT'`, `'ECANCELED'`, ... */
+  code: string
+  /** `'read'` for errors of an open socket, `'connect'` for failed connects. */
+  syscall: string
+}
+
+/**
+ * Shared handlers for a group of sockets (`us_socket_context`). Every `onX` setter replaces
+ * that handler and returns the context, so calls chain. Handlers run on the loop's JS thread.
+ *
+ * Order per socket: `onOpen` → any of `onData` / `onWritable` / `onTimeout` / `onLongTimeout`
+ * / `onEnd` → `onClose`. `onOpen` and `onClose` fire exactly once for every socket that opened,
+ * and nothing fires after `onClose`. A connect ends in exactly one of `onOpen` or
+ * `onConnectError`.
+ */
+export declare class SocketContext {
+  /**
+   * @param loop the loop to run on; `Loop.default()` when omitted or null.
+   * @throws `ERR_LOOP_CLOSED` if the loop is closed; `ERR_TLS_UNAVAILABLE` with `tls`.
+   */
+  constructor(loop?: Loop | null, options?: SocketContextOptions)
+  /** Any value the user wants to attach (`us_socket_context_ext`). */
+  ext: unknown
+  /** The loop the context runs on. */
+  readonly loop: Loop
+  /** Whether this is a TLS context (always false in this version). */
+  readonly isTls: boolean
+  /**
+   * A server accepted a connection (`isClient` false) or a client connected (`isClient` true).
+   * The socket can write at once.
+   */
+  onOpen(handler: (socket: Socket, isClient: boolean, remoteAddress: string) => void): this
+  /**
+   * Bytes arrived, in order; never an empty Buffer. The Buffer belongs to JS and may be kept; it
+   * is a view into the memory of the event batch it came in (up to `maxPendingBytes`), which
+   * stays allocated while any such view is referenced: copy small parts you keep for long.
+   */
+  onData(handler: (socket: Socket, data: Buffer) => void): this
+  /**
+   * After a `write` that took fewer bytes than given, once the socket can take more; after
+   * `send` buffered bytes, once the buffer is empty (`bufferedAmount` is then 0). May
+   * occasionally fire when nothing is pending; write again and check the return value.
+   */
+  onWritable(handler: (socket: Socket) => void): this
+  /**
+   * The peer finished sending (TCP FIN). With a handler the socket stays open for writing
+   * until your code shuts it down or closes it; without one the socket is closed.
+   */
+  onEnd(handler: (socket: Socket) => void): this
+  /** The socket's `timeout` expired. Nothing is closed automatically. */
+  onTimeout(handler: (socket: Socket) => void): this
+  /** The socket's `longTimeout` expired. Nothing is closed automatically. */
+  onLongTimeout(handler: (socket: Socket) => void): this
+  /**
+   * The last call for a socket. After `socket.close(code, reason)`: those values. Orderly end
+   * (both sides finished, or closed after `onEnd`): `0`, `undefined`. Error (reset, ...): the
+   * errno and a {@link SocketError} (`code: 'ECONNRESET'`, ...). The socket's addresses and ports
+   * are still readable here.
+   */
+  onClose(handler: (socket: Socket, code: number, reason: any) => void): this
+  /**
+   * A connect failed: refused, unreachable, name not found, or a `timeout` set on the
+   * connecting socket expired (`ETIMEDOUT`). A connecting socket whose context or loop is
+   * closed ends here too, with `ECANCELED`. `code` is the errno, or negative where there is
+   * none (ENOTFOUND); `error.code` says why.
+   */
+  onConnectError(handler: (socket: Socket, code: number, error: SocketError) => void): this
+  /** TLS servers only (not available in this version): accepted and never called. */
+  onServerName(handler: (context: SocketContext, hostname: string) => void): this
+  /**
+   * Listens on TCP (`us_socket_context_listen`). Synchronous: a host *name* is resolved on the
+   * spot (pass an address to avoid that). `host` null or `''`: all interfaces, dual-stack.
+   * `port` 0: an ephemeral port (read `listenSocket.port`). `options`: `LISTEN_DEFAULT` (0)
+   * shares the port with other listeners (SO_REUSEPORT); `LISTEN_EXCLUSIVE_PORT` (1) fails if it
+   * is taken. Accepted sockets get `TCP_NODELAY`.
+   * @throws an Error with `code` (`'EADDRINUSE'`, `'EACCES'`, `'ENOTFOUND'`, ...).
+   */
+  listen(host: string | null | undefined, port: number, options?: number): ListenSocket
+  /** Listens on a Unix socket path (`us_socket_context_listen_unix`). The path must not exist. */
+  listenUnix(path: string, options?: number): ListenSocket
+  /**
+   * Connects (`us_socket_context_connect`): returns a connecting socket at once; `onOpen` or
+   * `onConnectError` follows. A host name is resolved off the loop thread and every resolved
+   * address is tried in turn; an address (IPv4, or IPv6 with or without brackets) is used as is.
+   */
+  connect(host: string, port: number, options?: ConnectOptions): Socket
+  /** Connects to a Unix socket path. */
+  connectUnix(path: string, options?: { ext?: unknown }): Socket
+  /**
+   * Moves a socket to this context (`us_socket_context_adopt_socket`): its later events go to
+   * this context's handlers; no `onOpen`; its timeouts are cleared; `ext` is kept. Same loop
+   * only. Returns the same Socket object; a closed socket is returned unchanged.
+   */
+  adoptSocket(socket: Socket): Socket
+  /** The seed's name for `adoptSocket`. */
+  link(socket: Socket): Socket
+  /** A new context on the same loop with its own handlers: an adoption target. */
+  createChild(options?: SocketContextOptions): SocketContext
+  /** TLS only: throws `ERR_TLS_UNAVAILABLE` in this version. */
+  addServerName(pattern: string, tls: unknown, ext?: unknown): void
+  /** TLS only: throws `ERR_TLS_UNAVAILABLE` in this version. */
+  removeServerName(pattern: string): void
+  /** TLS only: always `undefined` in this version. */
+  findServerNameExt(pattern: string): unknown
+  /**
+   * Closes the context's listen sockets, then every socket: `onClose` fires for each open one
+   * (connecting ones get `onConnectError` with `ECANCELED`) before this returns. The context
+   * stays usable.
+   */
+  close(): void
+}
+
+/**
+ * A listening socket (`us_listen_socket`). Open, it keeps the process alive. Closing it stops
+ * accepting (the port is free when `close()` returns); open sockets stay.
+ */
+export declare class ListenSocket {
+  /** The bound port (-1 for Unix sockets). */
+  readonly port: number
+  /** The host given to `listen` (`''` for all interfaces), or the path for Unix sockets. */
+  readonly host: string
+  readonly context: SocketContext
+  readonly isClosed: boolean
+  /** Idempotent. */
+  close(): void
+}
+
+/**
+ * A TCP or Unix socket (`us_socket`), valid from `connect()` / `onOpen` until `onClose` (or
+ * `onConnectError`); afterwards every method is a harmless no-op. Connecting or open, it keeps
+ * the process alive. Not constructible: sockets come from `connect()` and accepts.
+ */
+export declare class Socket {
+  /** Any value the user wants to attach (`us_socket_ext`). Kept across `adoptSocket`. */
+  ext: unknown
+  /** The context whose handlers get this socket's events. */
+  readonly context: SocketContext
+  readonly isClosed: boolean
+  /** We sent FIN (`shutdown()`), or asked to once buffered data is out. */
+  readonly isShutDown: boolean
+  /** False while connecting (until `onOpen` runs) and once closed. */
+  readonly isEstablished: boolean
+  readonly isTls: boolean
+  /** TLS details: `undefined` in this version. */
+  readonly alpnProtocol: string | undefined
+  readonly servername: string | undefined
+  readonly peerCertificate: Buffer | undefined
+  /** IPv4 peers show as `'127.0.0.1'` (also on dual-stack listeners); Unix: the path or `''`. */
+  readonly remoteAddress: string
+  readonly localAddress: string
+  /** -1 for Unix sockets (and before `onOpen`). */
+  readonly remotePort: number
+  readonly localPort: number
+  /** The descriptor (`us_socket_get_native_handle`); -1 once closed or while connecting. */
+  readonly fd: number
+  /**
+   * Bytes taken by `send` and not yet given to the kernel, as of the last event or JS call;
+   * 0 when the `onWritable` that reports the drain runs.
+   */
+  readonly bufferedAmount: number
+  /**
+   * Writes what the kernel takes now and returns that count (`us_socket_write`); never
+   * queues: resend the rest after `onWritable`. 0 while connecting, after `shutdown`, once
+   * closed, and while `send` data is buffered (so bytes never overtake each other). Strings are
+   * sent as UTF-8. `msgMore` is the MSG_MORE hint (push it out with `flush()`).
+   */
+  write(data: string | ArrayBufferView, msgMore?: boolean): number
+  /** Writes both buffers in one `writev` (`us_socket_write2`); returns the bytes taken. */
+  write2(header: string | ArrayBufferView, payload: string | ArrayBufferView): number
+  /**
+   * Takes all bytes, buffering natively what the kernel does not take yet; written in order.
+   * Returns false once `bufferedAmount` reaches the context's `highWaterMark` (keep sending
+   * only after `onWritable`). On a connecting, shut-down or closed socket it takes nothing and
+   * returns false.
+   */
+  send(data: string | ArrayBufferView): boolean
+  /** Pushes out data held back by `msgMore` (`us_socket_flush`). */
+  flush(): void
+  /**
+   * Sends FIN once buffered data is out (`us_socket_shutdown`); later writes take nothing.
+   * When the peer has finished too, the socket closes by itself with `onClose(socket, 0)`.
+   */
+  shutdown(): void
+  /** Stops reading (`us_socket_shutdown_read`): `onEnd` (or a close) follows. */
+  shutdownRead(): void
+  /**
+   * Closes the socket (`us_socket_close`): `onClose(socket, code, reason)` runs before this
+   * returns. On a connecting socket it cancels the connect and nothing fires. On a closed socket
+   * it does nothing.
+   */
+  close(code?: number, reason?: any): void
+  /**
+   * A cheap, coarse one-shot timeout (`us_socket_timeout`): `onTimeout` fires no earlier than
+   * `seconds` and at most `TIMEOUT_GRANULARITY` (4) seconds later. Traffic does not reset it;
+   * call again to re-arm; 0 disables. Integer 0 to 604800 (a week). On a connecting socket it is
+   * a connect timeout: `onConnectError` with `ETIMEDOUT`.
+   */
+  timeout(seconds: number): void
+  /** Like `timeout` in minutes (`us_socket_long_timeout`); integer 0 to 525600 (a year). */
+  longTimeout(minutes: number): void
+  /** Stops reading from this socket (TCP flow control pushes back on the peer). */
+  pause(): void
+  /** Reads again after `pause()`. */
+  resume(): void
+}
