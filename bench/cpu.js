@@ -29,6 +29,18 @@ function processCpuNs(pid) {
   return statCpuNs(`/proc/${pid}/stat`)
 }
 
+/**
+ * CPU time all CPUs of the machine spent busy, in ns: everything but idle and iowait. Steal
+ * counts as busy: in a VM it is time the host gave to someone else, which a benchmark loses.
+ */
+function machineBusyNs() {
+  const stat = fs.readFileSync('/proc/stat', 'utf8')
+  // The first line sums all CPUs: "cpu  user nice system idle iowait irq softirq steal ...".
+  const fields = stat.slice(0, stat.indexOf('\n')).split(/\s+/).slice(1).map(Number)
+  const [user, nice, system, , , irq, softirq, steal] = fields
+  return (user + nice + system + irq + softirq + steal) * NS_PER_TICK
+}
+
 /** CPU time of the main JS thread, whose thread id is the process id. */
 function jsThreadCpuNs() {
   return threadCpuNs(process.pid)
@@ -43,4 +55,4 @@ function namedThreadsCpuNs(name) {
   return total
 }
 
-module.exports = { jsThreadCpuNs, namedThreadsCpuNs, processCpuNs }
+module.exports = { jsThreadCpuNs, machineBusyNs, namedThreadsCpuNs, processCpuNs }

@@ -6,7 +6,8 @@
 // byte. With two CPUs or more the server is pinned to CPU 0 and the load generator to CPU 1,
 // so neither steals the other's time. The server's CPU time (all its threads) is read from
 // /proc when the load generator reports that its measured window opens and closes, so the
-// warm-up and start-up are not counted.
+// warm-up and start-up are not counted. So is the CPU time the rest of the machine used in
+// that window (otherCpuPct): other processes competing for the two CPUs make a run noisy.
 //
 // Environment: BENCH_SECONDS (measured seconds per case, default 3), BENCH_WARMUP_SECONDS
 // (default 1). Prints one JSON object per (case, server) on stdout; bench/run.js turns them
@@ -19,7 +20,7 @@ const os = require('node:os')
 const path = require('node:path')
 const readline = require('node:readline')
 
-const { processCpuNs } = require('./cpu.js')
+const { machineBusyNs, processCpuNs } = require('./cpu.js')
 
 const LOADGEN_MANIFEST = path.join(__dirname, 'loadgen', 'Cargo.toml')
 const LOADGEN = path.join(__dirname, 'loadgen', 'target', 'release', 'loadgen')
@@ -115,9 +116,10 @@ async function stopServer(child) {
 }
 
 /**
- * Runs the load generator against `port`, sampling the CPU time of process `serverPid` (and
- * its own: near 100% it, not the server, would be the limit) when the measured window opens
- * and closes. Rejects if the load generator fails, which it does if any echoed byte was wrong.
+ * Runs the load generator against `port`, sampling CPU time when the measured window opens and
+ * closes: of process `serverPid`, of the load generator (near 100% it, not the server, would be
+ * the limit) and of the whole machine. Rejects if the load generator fails, which it does if
+ * any echoed byte was wrong.
  */
 async function runLoadgen(caseArgs, port, serverPid) {
   const args = [
@@ -135,6 +137,7 @@ async function runLoadgen(caseArgs, port, serverPid) {
         wallNs: process.hrtime.bigint(),
         serverCpuNs: processCpuNs(serverPid),
         loadgenCpuNs: processCpuNs(child.pid),
+        machineBusyNs: machineBusyNs(),
       }
     } else {
       process.stderr.write(`${line}\n`)
@@ -149,6 +152,7 @@ async function runLoadgen(caseArgs, port, serverPid) {
     wallNs: Number(end.wallNs - start.wallNs),
     serverCpuNs: end.serverCpuNs - start.serverCpuNs,
     loadgenCpuNs: end.loadgenCpuNs - start.loadgenCpuNs,
+    machineBusyNs: end.machineBusyNs - start.machineBusyNs,
   }
 }
 
@@ -180,6 +184,7 @@ function row(testCase, server, run, baseline) {
     serverCpuUsPerOp: serverCpuUsPerOp(run),
     serverCpuPct: (100 * run.serverCpuNs) / run.wallNs,
     loadgenCpuPct: (100 * run.loadgenCpuNs) / run.wallNs,
+    otherCpuPct: (100 * (run.machineBusyNs - run.serverCpuNs - run.loadgenCpuNs)) / run.wallNs,
     errors: report.errors,
   }
   if (baseline !== undefined) {

@@ -582,8 +582,14 @@ impl LoopThread {
         self.seq + 1
     }
 
+    /// Bytes of events the loop may still produce before JavaScript acknowledges some.
+    fn credit(&self) -> usize {
+        let held = self.shared.delivery.undelivered_bytes() + self.events.bytes();
+        self.shared.config.max_pending_bytes.saturating_sub(held)
+    }
+
     fn has_credit(&self) -> bool {
-        self.shared.delivery.undelivered_bytes() + self.events.bytes() < self.shared.config.max_pending_bytes
+        self.credit() > 0
     }
 
     /// How long the next wait may sleep. When progress depends on JavaScript acknowledging a

@@ -24,6 +24,8 @@ pub const UV_ENOTFOUND: i32 = -3008;
 
 /// Most bytes read from one socket per loop iteration, so one busy peer cannot starve the rest.
 const READ_BUDGET_PER_SOCKET: usize = 1 << 20;
+/// Reads are never smaller than this, even with little credit left, so progress stays cheap.
+pub(super) const MIN_READ_BYTES: usize = 16 * 1024;
 /// Most connections accepted from one listener per loop iteration.
 const ACCEPTS_PER_ITERATION: usize = 128;
 /// Name lookups (`getaddrinfo`, which blocks) run on threads of their own, at most this many
@@ -504,11 +506,15 @@ impl LoopThread {
         let Some(io) = state.io.clone() else { return };
         let mut read = 0;
         loop {
-            if read >= READ_BUDGET_PER_SOCKET || !self.has_credit() {
+            let credit = self.credit();
+            if read >= READ_BUDGET_PER_SOCKET || credit == 0 {
                 self.io_candidates.push(id); // still readable: continue next iteration
                 return;
             }
-            match sys::recv(&io.socket, &mut self.recv_buffer) {
+            // Reading no more than the credit left keeps undelivered bytes within the limit
+            // (give or take one small read).
+            let room = credit.clamp(MIN_READ_BYTES, self.recv_buffer.len());
+            match sys::recv(&io.socket, &mut self.recv_buffer[..room]) {
                 Ok(0) => {
                     self.peer_finished(id, &io);
                     break;
