@@ -13,7 +13,6 @@ mod sockets;
 mod timers;
 
 use std::collections::VecDeque;
-use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,7 +29,7 @@ use crate::sys;
 use batch::Delivery;
 use poller::Poller;
 use slots::{Slab, SlotAllocator};
-use sockets::{ListenerState, SocketState};
+use sockets::{ListenerState, SocketCommand, SocketState};
 use timers::TimerQueue;
 
 /// Poll interest and readiness bits, as in the JavaScript API.
@@ -85,49 +84,8 @@ enum Command {
     Release {
         id: SlotId,
     },
-    /// The listening fd was registered with the poller by the caller.
-    WatchListener {
-        id: SlotId,
-        listener: Arc<ListenerIo>,
-    },
-    Connect {
-        id: SlotId,
-        target: ConnectTarget,
-        source: Option<IpAddr>,
-    },
-    /// A name lookup finished (sent by its lookup thread).
-    Resolved {
-        id: SlotId,
-        result: io::Result<Vec<SocketAddr>>,
-    },
-    /// A `write` was partial: report writability.
-    CheckWritable {
-        id: SlotId,
-    },
-    /// `send` queued bytes: drain them.
-    Drain {
-        id: SlotId,
-    },
-    /// JavaScript shut the socket down (it closes if the peer has finished too).
-    Shutdown {
-        id: SlotId,
-    },
-    /// JavaScript closed the socket: forget it and free its slot.
-    CloseSocket {
-        id: SlotId,
-    },
-    /// Arm (`after: Some`) or disarm a socket's timeout or long timeout. `connecting`: JavaScript
-    /// saw the socket connecting, so this is a connect timeout, moot if the connect completed.
-    SetTimeout {
-        id: SlotId,
-        long: bool,
-        after: Option<Duration>,
-        connecting: bool,
-    },
-    Pause {
-        id: SlotId,
-        paused: bool,
-    },
+    /// Socket and listener commands (see `sockets.rs`).
+    Socket(SocketCommand),
 }
 
 #[derive(Debug)]
@@ -309,7 +267,7 @@ impl EventLoop {
         let id = self.create_handle()?;
         let fd = socket.as_raw_fd();
         let listener = Arc::new(ListenerIo::new(socket));
-        self.submit(Command::WatchListener { id, listener: Arc::clone(&listener) });
+        self.submit(Command::Socket(SocketCommand::WatchListener { id, listener: Arc::clone(&listener) }));
         if let Err(err) = self.shared.poller.watch(fd, id.index as usize, READABLE) {
             self.release(id);
             return Err(err.into());
@@ -337,7 +295,7 @@ impl EventLoop {
     /// `ConnectError` record.
     pub fn connect(&self, id: SlotId, target: ConnectTarget, source: Option<IpAddr>) -> Result<()> {
         self.check_current(id)?;
-        self.submit(Command::Connect { id, target, source });
+        self.submit(Command::Socket(SocketCommand::Connect { id, target, source }));
         Ok(())
     }
 
@@ -346,7 +304,7 @@ impl EventLoop {
         let Some(io) = js.sockets.get(id) else { return 0 };
         let written = io.write(data, more);
         if written < data.len() {
-            self.submit(Command::CheckWritable { id });
+            self.submit(Command::Socket(SocketCommand::CheckWritable { id }));
         }
         written
     }
@@ -356,7 +314,7 @@ impl EventLoop {
         let Some(io) = js.sockets.get(id) else { return 0 };
         let written = io.write2(header, payload);
         if written < header.len() + payload.len() {
-            self.submit(Command::CheckWritable { id });
+            self.submit(Command::Socket(SocketCommand::CheckWritable { id }));
         }
         written
     }
@@ -367,7 +325,7 @@ impl EventLoop {
         let Some(io) = js.sockets.get(id) else { return 0 };
         let (buffered, start_draining) = io.send(data);
         if start_draining {
-            self.submit(Command::Drain { id });
+            self.submit(Command::Socket(SocketCommand::Drain { id }));
         }
         buffered
     }
@@ -379,7 +337,7 @@ impl EventLoop {
     pub fn shutdown(&self, js: &JsSide, id: SlotId) {
         if let Some(io) = js.sockets.get(id) {
             io.shutdown();
-            self.submit(Command::Shutdown { id });
+            self.submit(Command::Socket(SocketCommand::Shutdown { id }));
         }
     }
 
@@ -407,7 +365,7 @@ impl EventLoop {
             io.kill();
         }
         if self.check_current(id).is_ok() {
-            self.submit(Command::CloseSocket { id });
+            self.submit(Command::Socket(SocketCommand::CloseSocket { id }));
         }
     }
 
@@ -422,13 +380,13 @@ impl EventLoop {
     /// if the connect has completed by the time the loop applies it.
     pub fn set_socket_timeout(&self, id: SlotId, long: bool, after: Option<Duration>, connecting: bool) {
         if self.check_current(id).is_ok() {
-            self.submit(Command::SetTimeout { id, long, after, connecting });
+            self.submit(Command::Socket(SocketCommand::SetTimeout { id, long, after, connecting }));
         }
     }
 
     pub fn pause(&self, id: SlotId, paused: bool) {
         if self.check_current(id).is_ok() {
-            self.submit(Command::Pause { id, paused });
+            self.submit(Command::Socket(SocketCommand::Pause { id, paused }));
         }
     }
 
@@ -675,7 +633,7 @@ impl LoopThread {
                 }
                 lock(&self.shared.slots).release(id);
             }
-            socket_command => self.apply_socket_command(socket_command),
+            Command::Socket(command) => self.apply_socket_command(command),
         }
     }
 

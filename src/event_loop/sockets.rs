@@ -207,6 +207,54 @@ pub enum ConnectTarget {
     Unix(PathBuf),
 }
 
+/// Requests for sockets and listeners, applied by the loop thread in order.
+#[derive(Debug)]
+pub(super) enum SocketCommand {
+    /// The listening fd was registered with the poller by the caller.
+    WatchListener {
+        id: SlotId,
+        listener: Arc<ListenerIo>,
+    },
+    Connect {
+        id: SlotId,
+        target: ConnectTarget,
+        source: Option<IpAddr>,
+    },
+    /// A name lookup finished (sent by its lookup thread).
+    Resolved {
+        id: SlotId,
+        result: io::Result<Vec<SocketAddr>>,
+    },
+    /// A `write` was partial: report writability.
+    CheckWritable {
+        id: SlotId,
+    },
+    /// `send` queued bytes: drain them.
+    Drain {
+        id: SlotId,
+    },
+    /// JavaScript shut the socket down (it closes if the peer has finished too).
+    Shutdown {
+        id: SlotId,
+    },
+    /// JavaScript closed the socket: forget it and free its slot.
+    CloseSocket {
+        id: SlotId,
+    },
+    /// Arm (`after: Some`) or disarm a socket's timeout or long timeout. `connecting`: JavaScript
+    /// saw the socket connecting, so this is a connect timeout, moot if the connect completed.
+    SetTimeout {
+        id: SlotId,
+        long: bool,
+        after: Option<Duration>,
+        connecting: bool,
+    },
+    Pause {
+        id: SlotId,
+        paused: bool,
+    },
+}
+
 #[derive(Debug)]
 enum Phase {
     /// Waiting for a name lookup.
@@ -242,15 +290,15 @@ pub(super) struct ListenerState {
 }
 
 impl LoopThread {
-    pub(super) fn apply_socket_command(&mut self, command: Command) {
+    pub(super) fn apply_socket_command(&mut self, command: SocketCommand) {
         match command {
-            Command::WatchListener { id, listener } => {
+            SocketCommand::WatchListener { id, listener } => {
                 if lock(&self.shared.slots).is_current(id) {
                     self.handles
                         .insert(id, Handle::Listener(ListenerState { io: listener, readable: false }));
                 }
             }
-            Command::Connect { id, target, source } => {
+            SocketCommand::Connect { id, target, source } => {
                 if !lock(&self.shared.slots).is_current(id) {
                     return;
                 }
@@ -280,7 +328,7 @@ impl LoopThread {
                     }
                 }
             }
-            Command::Resolved { id, result } => {
+            SocketCommand::Resolved { id, result } => {
                 self.lookups_running -= 1;
                 self.start_lookups();
                 if !matches!(
@@ -296,7 +344,7 @@ impl LoopThread {
                     _ => self.fail_connect(id, UV_ENOTFOUND),
                 }
             }
-            Command::CheckWritable { id } => {
+            SocketCommand::CheckWritable { id } => {
                 let Some(io) = self.open_io(id) else { return };
                 let mut fds = [libc::pollfd { fd: io.fd(), events: libc::POLLOUT, revents: 0 }];
                 // The writability edge may have passed before this command arrived: check now.
@@ -307,19 +355,19 @@ impl LoopThread {
                     state.wants_writable = true;
                 }
             }
-            Command::Drain { id } => self.socket_writable(id),
-            Command::Shutdown { id } => {
+            SocketCommand::Drain { id } => self.socket_writable(id),
+            SocketCommand::Shutdown { id } => {
                 if let Some(Handle::Socket(state)) = self.handles.get(id) {
                     if state.peer_finished {
                         self.close_from_loop(id, 0);
                     }
                 }
             }
-            Command::CloseSocket { id } => {
+            SocketCommand::CloseSocket { id } => {
                 self.forget_socket(id);
                 lock(&self.shared.slots).release(id);
             }
-            Command::SetTimeout { id, long, after, connecting } => {
+            SocketCommand::SetTimeout { id, long, after, connecting } => {
                 let open = matches!(
                     self.handles.get(id),
                     Some(Handle::Socket(SocketState { phase: Phase::Open, .. }))
@@ -328,7 +376,7 @@ impl LoopThread {
                     self.set_timeout(id, long, after);
                 }
             }
-            Command::Pause { id, paused } => {
+            SocketCommand::Pause { id, paused } => {
                 if let Some(Handle::Socket(state)) = self.handles.get_mut(id) {
                     state.paused = paused;
                     if !paused && !state.readable && matches!(state.phase, Phase::Open) {
@@ -337,7 +385,6 @@ impl LoopThread {
                     }
                 }
             }
-            _ => unreachable!("not a socket command: {command:?}"),
         }
     }
 
@@ -357,7 +404,7 @@ impl LoopThread {
             let shared = Arc::clone(&self.shared);
             let lookup = move || {
                 let result = (host.as_str(), port).to_socket_addrs().map(Iterator::collect);
-                lock(&shared.commands).push(Command::Resolved { id, result });
+                lock(&shared.commands).push(Command::Socket(SocketCommand::Resolved { id, result }));
                 let _ = shared.poller.notify();
             };
             match std::thread::Builder::new().name("usockets-dns".into()).spawn(lookup) {
