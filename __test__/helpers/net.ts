@@ -1,0 +1,311 @@
+// Networking helpers for the socket specs (not a spec itself). Peers are node:net sockets on
+// loopback addresses and Unix socket paths in os.tmpdir(); every helper registers its own cleanup
+// with `t.teardown` so that a failing test still closes what it opened.
+import { spawn } from 'node:child_process'
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+
+import { type FixtureResult, sleep } from './util'
+
+/** The package root (what `require('..')` in a spec loads). */
+export const ROOT = path.join(__dirname, '..', '..')
+
+// index.d.ts may not declare the socket classes yet: the specs use an untyped view of the module.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const usockets: any = require(ROOT)
+
+export interface Teardown {
+  teardown(fn: () => void | Promise<void>): void
+}
+
+/** A fresh Loop, closed when the test ends. */
+export function newLoop(t: Teardown, options?: object): any {
+  const loop = new usockets.Loop(options)
+  t.teardown(() => loop.close())
+  return loop
+}
+
+/** A fresh SocketContext on a fresh Loop; both closed when the test ends. */
+export function newContext(t: Teardown, options?: object): { loop: any; ctx: any } {
+  const loop = newLoop(t)
+  const ctx = new usockets.SocketContext(loop, options)
+  t.teardown(() => ctx.close())
+  return { loop, ctx }
+}
+
+export interface Deferred<T> {
+  promise: Promise<T>
+  resolve(value: T): void
+  reject(err: unknown): void
+  settled: boolean
+}
+
+export function deferred<T = void>(): Deferred<T> {
+  let resolve!: (value: T) => void
+  let reject!: (err: unknown) => void
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res
+    reject = rej
+  })
+  const d: Deferred<T> = {
+    promise,
+    settled: false,
+    resolve(value) {
+      d.settled = true
+      resolve(value)
+    },
+    reject(err) {
+      d.settled = true
+      reject(err)
+    },
+  }
+  return d
+}
+
+/** Resolves with `promise`'s value, or rejects with a message naming `what` after `ms`. */
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+/** Waits until `cond()` holds; rejects naming `what` after `ms`. */
+export async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const end = performance.now() + ms
+  while (!cond()) {
+    if (performance.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+    await sleep(2)
+  }
+}
+
+/** A node:net server whose accepted sockets are handed out in order by `next()`. */
+export interface NodeServer {
+  server: net.Server
+  port: number
+  /** Every connection accepted so far. */
+  connections: net.Socket[]
+  /** The next accepted connection (one not handed out by `next()` before). */
+  next(ms?: number): Promise<net.Socket>
+  /** Closes the server and destroys its connections. */
+  close(): Promise<void>
+}
+
+export async function nodeServer(
+  t: Teardown,
+  host: string = '127.0.0.1',
+  onConnection?: (socket: net.Socket) => void,
+  options: net.ListenOptions = {},
+): Promise<NodeServer> {
+  const connections: net.Socket[] = []
+  const waiting: Array<(socket: net.Socket) => void> = []
+  let handedOut = 0
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {})
+    connections.push(socket)
+    onConnection?.(socket)
+    const waiter = waiting.shift()
+    if (waiter !== undefined) {
+      handedOut++
+      waiter(socket)
+    }
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen({ port: 0, host, ...options }, () => resolve())
+  })
+  let closed = false
+  const result: NodeServer = {
+    server,
+    port: (server.address() as net.AddressInfo).port,
+    connections,
+    next(ms = 5000) {
+      if (handedOut < connections.length) return Promise.resolve(connections[handedOut++])
+      return withTimeout(new Promise<net.Socket>((resolve) => waiting.push(resolve)), ms, 'a connection to the node:net server')
+    },
+    close() {
+      if (closed) return Promise.resolve()
+      closed = true
+      for (const socket of connections) socket.destroy()
+      return new Promise<void>((resolve) => server.close(() => resolve()))
+    },
+  }
+  t.teardown(() => result.close())
+  return result
+}
+
+/** A node:net client connected to `port` (or a Unix path), destroyed when the test ends. */
+export function nodeConnect(t: Teardown, port: number | string, host: string = '127.0.0.1'): Promise<net.Socket> {
+  const socket = typeof port === 'string' ? net.connect(port) : net.connect(port, host)
+  t.teardown(() => {
+    socket.destroy()
+  })
+  return withTimeout(
+    new Promise<net.Socket>((resolve, reject) => {
+      socket.once('error', reject)
+      socket.once('connect', () => {
+        socket.off('error', reject)
+        socket.on('error', () => {})
+        resolve(socket)
+      })
+    }),
+    5000,
+    `a node:net connect to ${host}:${port}`,
+  )
+}
+
+/** Everything `socket` receives until its end (or close). Starts reading at once. */
+export function readAll(socket: net.Socket, ms = 20_000): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  return withTimeout(
+    new Promise<Buffer>((resolve) => {
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+      let done = false
+      const finish = () => {
+        if (done) return
+        done = true
+        resolve(Buffer.concat(chunks))
+      }
+      socket.once('end', finish)
+      socket.once('close', finish)
+    }),
+    ms,
+    'the node:net peer to receive everything',
+  )
+}
+
+/** Collects what `socket` receives, without waiting for the end. */
+export function collect(socket: net.Socket): { chunks: Buffer[]; bytes(): Buffer; length(): number } {
+  const chunks: Buffer[] = []
+  let length = 0
+  socket.on('data', (chunk: Buffer) => {
+    chunks.push(chunk)
+    length += chunk.length
+  })
+  return { chunks, bytes: () => Buffer.concat(chunks), length: () => length }
+}
+
+/** Resolves when `emitter` emits `event` (with its first argument). */
+export function once<T = unknown>(emitter: NodeJS.EventEmitter, event: string, ms = 5000): Promise<T> {
+  return withTimeout(
+    new Promise<T>((resolve) => emitter.once(event, (value: T) => resolve(value))),
+    ms,
+    `'${event}'`,
+  )
+}
+
+/** A TCP port on 127.0.0.1 that nothing listens on (bound once, then freed). */
+export async function closedPort(host = '127.0.0.1'): Promise<number> {
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, host, () => resolve()))
+  const port = (server.address() as net.AddressInfo).port
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+let pathCounter = 0
+
+/** A fresh Unix socket path in os.tmpdir(), removed when the test ends. */
+export function tmpSocketPath(t: Teardown, name = 'sock'): string {
+  const socketPath = path.join(os.tmpdir(), `us-${process.pid}-${Date.now() % 100000}-${pathCounter++}-${name}.sock`)
+  t.teardown(() => fs.rmSync(socketPath, { force: true }))
+  return socketPath
+}
+
+export function sha256(data: Buffer | Buffer[]): string {
+  const hash = crypto.createHash('sha256')
+  for (const chunk of Array.isArray(data) ? data : [data]) hash.update(chunk)
+  return hash.digest('hex')
+}
+
+/** `size` pseudo-random bytes (a fixed seed per call order is not needed: content is compared). */
+export function randomBytes(size: number): Buffer {
+  return crypto.randomBytes(size)
+}
+
+/**
+ * Runs `code` in a fresh Node process (CommonJS, no tsx) whose `usockets` variable is the package.
+ * Resolves with its exit status, output and lifetime.
+ */
+export function runNode(code: string, timeoutMs = 10_000, args: string[] = []): Promise<FixtureResult> {
+  const script = `'use strict'\nconst usockets = require(${JSON.stringify(ROOT)});\n${code}`
+  return new Promise((resolve, reject) => {
+    const start = performance.now()
+    const child = spawn(process.execPath, ['-e', script, '--', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NODE_OPTIONS: '' },
+    })
+    let stdout = ''
+    let stderr = ''
+    let timedOut = false
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+    const killer = setTimeout(() => {
+      timedOut = true
+      child.kill('SIGKILL')
+    }, timeoutMs)
+    child.on('error', (err) => {
+      clearTimeout(killer)
+      reject(err)
+    })
+    child.on('close', (code, signal) => {
+      clearTimeout(killer)
+      resolve({ code, signal, stdout, stderr, elapsedMs: performance.now() - start, timedOut })
+    })
+  })
+}
+
+/**
+ * A listening TCP port on 127.0.0.1 whose accept queue is full (a child process listens with a
+ * backlog of 1 and never accepts; node:net clients fill the queue), so a further connect stays in
+ * SYN_SENT: the kernel drops its SYNs. Everything is torn down when the test ends.
+ */
+export async function blackholePort(t: Teardown, holdMs = 15_000): Promise<number> {
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const s = require('net').createServer()
+       s.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
+         process.stdout.write(String(s.address().port) + '\\n')
+         // Block the thread without using a core: nothing is ever accepted.
+         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ${holdMs})
+         process.exit(0)
+       })`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } },
+  )
+  t.teardown(() => {
+    child.kill('SIGKILL')
+  })
+  const port = await withTimeout(
+    new Promise<number>((resolve) => {
+      let text = ''
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+        text += chunk
+        if (text.includes('\n')) resolve(Number(text.trim()))
+      })
+    }),
+    5000,
+    'the blackhole listener',
+  )
+  // Fill the accept queue (backlog + 1 connections); later SYNs are dropped.
+  const fillers: net.Socket[] = []
+  t.teardown(() => {
+    for (const filler of fillers) filler.destroy()
+  })
+  let connected = 0
+  for (let i = 0; i < 4; i++) {
+    const filler = net.connect(port, '127.0.0.1')
+    filler.on('error', () => {})
+    filler.on('connect', () => connected++)
+    fillers.push(filler)
+  }
+  await until(() => connected >= 2, 'the blackhole accept queue to fill')
+  await sleep(100)
+  return port
+}
