@@ -126,6 +126,15 @@ function systemError(code, syscall) {
   return err
 }
 
+// sockaddr_un holds 108 bytes including the terminating NUL.
+const MAX_UNIX_PATH_BYTES = 107
+
+function validateUnixPath(path) {
+  if (typeof path !== 'string' || path === '') throw invalidArgType('path', 'a non-empty string', path)
+  const bytes = Buffer.byteLength(path)
+  if (bytes > MAX_UNIX_PATH_BYTES) throw outOfRange('path', `at most ${MAX_UNIX_PATH_BYTES} bytes long`, `${bytes} bytes`)
+}
+
 /** Bytes to write: a Buffer / Uint8Array as is, other views as bytes, strings as UTF-8. */
 function bytesOf(data, name) {
   if (data instanceof Uint8Array) return data
@@ -224,8 +233,13 @@ class LoopState {
     return this.nextStamp
   }
 
+  /** Throws ERR_LOOP_CLOSED once close() has begun: nothing new may start on a closing loop. */
+  checkOpen() {
+    if (this.closing) throw loopClosedError()
+  }
+
   createHandle() {
-    if (this.closed) throw loopClosedError()
+    this.checkOpen()
     return this.core.createHandle()
   }
 
@@ -576,7 +590,7 @@ class SocketContext {
       throw err
     }
     const state = loop[kState]
-    if (state.closed) throw loopClosedError()
+    state.checkOpen()
     this.ext = undefined
     Object.defineProperty(this, kContextState, {
       value: {
@@ -647,17 +661,17 @@ class SocketContext {
     validateInteger(port, 'port', 0, 65535)
     validateInteger(options, 'options', LISTEN_DEFAULT, LISTEN_EXCLUSIVE_PORT)
     const context = this[kContextState]
-    if (context.state.closed) throw loopClosedError()
+    context.state.checkOpen()
     const id = context.state.core.listen(host ?? null, port, options === LISTEN_EXCLUSIVE_PORT)
-    return new ListenSocket(this, id, host ?? '', context.state.core.listenerPort(id))
+    return ListenSocket[kAccept](this, id, host ?? '', context.state.core.listenerPort(id))
   }
 
   listenUnix(path, options = LISTEN_DEFAULT) {
-    if (typeof path !== 'string' || path === '') throw invalidArgType('path', 'a non-empty string', path)
+    validateUnixPath(path)
     validateInteger(options, 'options', LISTEN_DEFAULT, LISTEN_EXCLUSIVE_PORT)
     const context = this[kContextState]
-    if (context.state.closed) throw loopClosedError()
-    return new ListenSocket(this, context.state.core.listenUnix(path), path, -1)
+    context.state.checkOpen()
+    return ListenSocket[kAccept](this, context.state.core.listenUnix(path), path, -1)
   }
 
   connect(host, port, options) {
@@ -668,16 +682,16 @@ class SocketContext {
       throw invalidArgType('options.sourceHost', 'of type string', sourceHost)
     }
     const context = this[kContextState]
-    if (context.state.closed) throw loopClosedError()
+    context.state.checkOpen()
     const id = context.state.core.connect(host, port, sourceHost ?? null)
     return Socket[kAccept](this, id, ext)
   }
 
   connectUnix(path, options) {
-    if (typeof path !== 'string' || path === '') throw invalidArgType('path', 'a non-empty string', path)
+    validateUnixPath(path)
     const { ext } = validateOptions(options, 'options')
     const context = this[kContextState]
-    if (context.state.closed) throw loopClosedError()
+    context.state.checkOpen()
     return Socket[kAccept](this, context.state.core.connectUnix(path), ext)
   }
 
@@ -737,17 +751,24 @@ class ListenSocket {
   #port
   #closed = false
 
-  constructor(context, id, host, port) {
-    this.#context = context
-    this.#id = id
-    this.#index = id % SLOT_INDEX_RANGE
-    this.#host = host
-    this.#port = port
+  /** Listen sockets come from listen() and listenUnix() only. */
+  constructor(token) {
+    if (token !== kAccept) throw new TypeError('ListenSocket is not constructible; use SocketContext.listen()')
+  }
+
+  static [kAccept](context, id, host, port) {
+    const listener = new ListenSocket(kAccept)
+    listener.#context = context
+    listener.#id = id
+    listener.#index = id % SLOT_INDEX_RANGE
+    listener.#host = host
+    listener.#port = port
     const contextState = context[kContextState]
-    this[kStamp] = Math.floor(id / SLOT_INDEX_RANGE)
-    contextState.state.handles[this.#index] = this
-    contextState.listeners.add(this)
+    listener[kStamp] = Math.floor(id / SLOT_INDEX_RANGE)
+    contextState.state.handles[listener.#index] = listener
+    contextState.listeners.add(listener)
     contextState.state.hold()
+    return listener
   }
 
   get port() {
@@ -804,6 +825,8 @@ class Socket {
   #localAddress = ''
   #remotePort = -1
   #localPort = -1
+  /** While paused: data (Buffers) and end (null) that arrived anyway, else null. */
+  #heldBack = null
 
   /** Sockets come from connect() and accepts only. */
   constructor(token) {
@@ -938,11 +961,43 @@ class Socket {
   }
 
   pause() {
-    if (!this.#closed && !this.#state.closed) this.#state.core.pause(this.#id, true)
+    if (this.#closed || this.#state.closed || this.#heldBack !== null) return
+    this.#heldBack = []
+    this.#state.core.pause(this.#id, true)
   }
 
   resume() {
-    if (!this.#closed && !this.#state.closed) this.#state.core.pause(this.#id, false)
+    if (this.#closed || this.#state.closed || this.#heldBack === null) return
+    const heldBack = this.#heldBack
+    this.#heldBack = null
+    this.#state.core.pause(this.#id, false)
+    // What the loop read before it saw the pause is delivered first, right after the caller
+    // returns (before any batch from the loop, which runs in a later task).
+    if (heldBack.length > 0) queueMicrotask(() => this.#replay(heldBack))
+  }
+
+  /** Delivers data / end that arrived while paused, in order, until paused again or closed. */
+  #replay(events) {
+    for (let i = 0; i < events.length; i++) {
+      if (this.#closed) return
+      if (this.#heldBack !== null) {
+        this.#heldBack.unshift(...events.slice(i))
+        return
+      }
+      const data = events[i]
+      try {
+        if (data === null) this.#ended()
+        else this.#context[kContextState].handlers.onData(this, data)
+      } catch (err) {
+        reportUncaught(err)
+      }
+    }
+  }
+
+  #ended() {
+    const handlers = this.#context[kContextState].handlers
+    if (handlers.onEnd === null) this.close()
+    else handlers.onEnd(this)
   }
 
   /**
@@ -950,7 +1005,7 @@ class Socket {
    * socket it cancels the connect and nothing fires. On a closed socket it does nothing.
    */
   close(code = 0, reason = undefined) {
-    if (typeof code !== 'number') throw invalidArgType('code', 'of type number', code)
+    validateInteger(code, 'code', -(2 ** 31), 2 ** 31 - 1)
     if (this.#closed || this.#state.closed) return
     const wasOpen = this.#established
     this.#forget()
@@ -979,9 +1034,14 @@ class Socket {
   [kDispatch](kind, arg, records, at) {
     const handlers = this.#context[kContextState].handlers
     switch (kind) {
-      case EVENT_DATA:
-        handlers.onData(this, Buffer.from(records.buffer, records.byteOffset + (at + WORDS_PER_EVENT) * 4, arg))
+      case EVENT_DATA: {
+        const data = Buffer.from(records.buffer, records.byteOffset + (at + WORDS_PER_EVENT) * 4, arg)
+        // Read before the loop saw pause(): held until resume(). At most what the loop may
+        // hold undelivered (maxPendingBytes).
+        if (this.#heldBack !== null) this.#heldBack.push(data)
+        else handlers.onData(this, data)
         break
+      }
       case EVENT_OPEN: {
         const opened = openedAddresses(records, at)
         this.#remoteAddress = opened.remoteAddress
@@ -997,8 +1057,8 @@ class Socket {
         handlers.onWritable(this)
         break
       case EVENT_END:
-        if (handlers.onEnd === null) this.close()
-        else handlers.onEnd(this)
+        if (this.#heldBack !== null) this.#heldBack.push(null)
+        else this.#ended()
         break
       case EVENT_TIMEOUT:
         handlers.onTimeout(this)

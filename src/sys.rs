@@ -69,7 +69,13 @@ pub fn listen_tcp(addr: SocketAddr, exclusive: bool) -> io::Result<Socket> {
     Ok(socket)
 }
 
+/// A listening Unix socket. A socket file left at `path` by an earlier listener is removed
+/// first (as uSockets does); any other kind of file makes it fail with `EADDRINUSE`.
 pub fn listen_unix(path: &Path) -> io::Result<Socket> {
+    use std::os::unix::fs::FileTypeExt;
+    if std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_socket()) {
+        std::fs::remove_file(path)?;
+    }
     let socket = stream_socket(Domain::UNIX)?;
     socket.bind(&SockAddr::unix(path)?)?;
     socket.listen(LISTEN_BACKLOG)?;

@@ -14,7 +14,6 @@ import { type FixtureResult, sleep } from './util'
 export const ROOT = path.join(__dirname, '..', '..')
 
 // index.d.ts may not declare the socket classes yet: the specs use an untyped view of the module.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const usockets: any = require(ROOT)
 
 export interface Teardown {
@@ -100,11 +99,12 @@ export async function nodeServer(
   host: string = '127.0.0.1',
   onConnection?: (socket: net.Socket) => void,
   options: net.ListenOptions = {},
+  serverOptions: net.ServerOpts = {},
 ): Promise<NodeServer> {
   const connections: net.Socket[] = []
   const waiting: Array<(socket: net.Socket) => void> = []
   let handedOut = 0
-  const server = net.createServer((socket) => {
+  const server = net.createServer(serverOptions, (socket) => {
     socket.on('error', () => {})
     connections.push(socket)
     onConnection?.(socket)
@@ -308,4 +308,92 @@ export async function blackholePort(t: Teardown, holdMs = 15_000): Promise<numbe
   await until(() => connected >= 2, 'the blackhole accept queue to fill')
   await sleep(100)
   return port
+}
+
+export interface TrackedEvent {
+  event: 'open' | 'data' | 'writable' | 'end' | 'timeout' | 'longTimeout' | 'close' | 'connectError'
+  socket: any
+  args: any[]
+  at: number
+}
+
+export type Hooks = Partial<Record<TrackedEvent['event'], (socket: any, ...args: any[]) => void>>
+
+/**
+ * Installs every handler of `ctx` and records each call. `hooks` run after the record (a hook for
+ * 'end' installs an onEnd handler; without one the context keeps its default: close on end).
+ */
+export class Tracker {
+  log: TrackedEvent[] = []
+
+  constructor(ctx: any, hooks: Hooks = {}) {
+    const record = (event: TrackedEvent['event']) => (socket: any, ...args: any[]) => {
+      this.log.push({ event, socket, args, at: performance.now() })
+      hooks[event]?.(socket, ...args)
+    }
+    ctx
+      .onOpen(record('open'))
+      .onData(record('data'))
+      .onWritable(record('writable'))
+      .onTimeout(record('timeout'))
+      .onLongTimeout(record('longTimeout'))
+      .onClose(record('close'))
+      .onConnectError(record('connectError'))
+    if (hooks.end !== undefined) ctx.onEnd(record('end'))
+  }
+
+  /** The event names recorded for `socket`, in order. */
+  events(socket: any): string[] {
+    return this.log.filter((e) => e.socket === socket).map((e) => e.event)
+  }
+
+  count(event: TrackedEvent['event'], socket?: any): number {
+    return this.log.filter((e) => e.event === event && (socket === undefined || e.socket === socket)).length
+  }
+
+  first(event: TrackedEvent['event'], socket?: any): TrackedEvent | undefined {
+    return this.log.find((e) => e.event === event && (socket === undefined || e.socket === socket))
+  }
+
+  /** The `n`th (0-based) `event` (of `socket` if given), once it happened. */
+  async wait(event: TrackedEvent['event'], socket?: any, ms = 5000, n = 0): Promise<TrackedEvent> {
+    const matching = () => this.log.filter((e) => e.event === event && (socket === undefined || e.socket === socket))
+    await until(() => matching().length > n, `${event} #${n + 1}`, ms)
+    return matching()[n]
+  }
+
+  /** The bytes `socket` received so far, in order. */
+  received(socket: any): Buffer {
+    return Buffer.concat(this.log.filter((e) => e.event === 'data' && e.socket === socket).map((e) => e.args[0]))
+  }
+
+  /** The sockets seen, in the order of their first event. */
+  sockets(): any[] {
+    return [...new Set(this.log.map((e) => e.socket))]
+  }
+
+  /**
+   * API.md's order per socket: onOpen first and once, onClose last and once, nothing after it;
+   * a failed connect has its onConnectError alone; onData never gets an empty Buffer.
+   */
+  assertLifecycle(t: { is: Function; true: Function; deepEqual: Function }, sockets = this.sockets()): void {
+    for (const socket of sockets) {
+      const events = this.events(socket)
+      if (events.includes('connectError')) {
+        t.deepEqual(events, ['connectError'], 'a failed connect gets its onConnectError and nothing else')
+        continue
+      }
+      const opens = events.filter((e) => e === 'open').length
+      const closes = events.filter((e) => e === 'close').length
+      // A socket adopted from another context has no onOpen in this one.
+      if (opens > 0) t.is(events[0], 'open', `first event: ${events.join(',')}`)
+      t.true(opens <= 1, `onOpen ran ${opens} times: ${events.join(',')}`)
+      t.true(closes <= 1, `onClose ran ${closes} times: ${events.join(',')}`)
+      if (closes === 1) t.is(events[events.length - 1], 'close', `events after onClose: ${events.join(',')}`)
+    }
+    for (const e of this.log) {
+      if (e.event !== 'data') continue
+      t.true(Buffer.isBuffer(e.args[0]) && e.args[0].length > 0, 'onData got an empty or non-Buffer chunk')
+    }
+  }
 }

@@ -357,8 +357,12 @@ impl LoopThread {
             }
             SocketCommand::Drain { id } => self.socket_writable(id),
             SocketCommand::Shutdown { id } => {
-                if let Some(Handle::Socket(state)) = self.handles.get(id) {
-                    if state.peer_finished {
+                // Both directions finished: the FIN is out (not still waiting behind `send`
+                // data, whose drain closes the socket instead) and the peer's FIN came.
+                if let Some(Handle::Socket(SocketState { peer_finished: true, io: Some(io), .. })) =
+                    self.handles.get(id)
+                {
+                    if io.has(FIN_SENT) {
                         self.close_from_loop(id, 0);
                     }
                 }
