@@ -7,7 +7,13 @@
 // so neither steals the other's time. The server's CPU time (all its threads) is read from
 // /proc when the load generator reports that its measured window opens and closes, so the
 // warm-up and start-up are not counted. So is the CPU time the rest of the machine used in
-// that window (otherCpuPct): other processes competing for the two CPUs make a run noisy.
+// that window (otherCpuPct): other processes competing for the two CPUs make a run noisy. It is
+// approximate (/proc/stat and per-process times are accounted differently, so it can dip a few
+// percent below zero).
+//
+// Over loopback, the CPU that sends a packet also runs the kernel's receive path for it, so
+// part of each server's kernel work is charged to the load generator and the reverse; that
+// it affects both servers alike, so the ratios stay fair.
 //
 // Environment: BENCH_SECONDS (measured seconds per case, default 3), BENCH_WARMUP_SECONDS
 // (default 1). Prints one JSON object per (case, server) on stdout; bench/run.js turns them
