@@ -12,8 +12,8 @@
 // percent below zero).
 //
 // Over loopback, the CPU that sends a packet also runs the kernel's receive path for it, so
-// part of each server's kernel work is charged to the load generator and the reverse; that
-// it affects both servers alike, so the ratios stay fair.
+// part of each server's kernel work is charged to the load generator and the reverse; this
+// affects both servers alike, so the ratios stay fair.
 //
 // Environment: BENCH_SECONDS (measured seconds per case, default 3), BENCH_WARMUP_SECONDS
 // (default 1). Prints one JSON object per (case, server) on stdout; bench/run.js turns them
