@@ -58,9 +58,10 @@ export declare class LoopCore {
   releaseSocket(id: number): void
   /**
    * Arms the socket's timeout in `seconds` (`long`: its long timeout); 0 disarms.
-   * `connecting`: JavaScript has not seen the socket open, so it is a connect timeout.
+   * `connecting`: JavaScript has not seen the socket open, so it is a connect timeout. The
+   * expiry's record carries `stamp`.
    */
-  setSocketTimeout(id: number, seconds: number, long: boolean, connecting: boolean): void
+  setSocketTimeout(id: number, seconds: number, long: boolean, connecting: boolean, stamp: number): void
   pause(id: number, paused: boolean): void
   /** Stops and joins the loop thread. Idempotent. */
   close(): void

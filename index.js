@@ -825,6 +825,9 @@ class Socket {
   #localAddress = ''
   #remotePort = -1
   #localPort = -1
+  /** Stamps of the armed timeout and long timeout (0: none), matched against expiries. */
+  #timeoutStamp = 0
+  #longTimeoutStamp = 0
   /** While paused: data (Buffers) and end (null) that arrived anyway, else null. */
   #heldBack = null
 
@@ -949,14 +952,16 @@ class Socket {
   timeout(seconds) {
     validateInteger(seconds, 'seconds', 0, MAX_TIMEOUT_SECONDS)
     if (!this.#closed && !this.#state.closed) {
-      this.#state.core.setSocketTimeout(this.#id, seconds, false, !this.#established)
+      this.#timeoutStamp = seconds === 0 ? 0 : this.#state.stamp()
+      this.#state.core.setSocketTimeout(this.#id, seconds, false, !this.#established, this.#timeoutStamp)
     }
   }
 
   longTimeout(minutes) {
     validateInteger(minutes, 'minutes', 0, MAX_LONG_TIMEOUT_MINUTES)
     if (!this.#closed && !this.#state.closed) {
-      this.#state.core.setSocketTimeout(this.#id, minutes * 60, true, !this.#established)
+      this.#longTimeoutStamp = minutes === 0 ? 0 : this.#state.stamp()
+      this.#state.core.setSocketTimeout(this.#id, minutes * 60, true, !this.#established, this.#longTimeoutStamp)
     }
   }
 
@@ -1027,8 +1032,10 @@ class Socket {
     this.#context[kContextState].sockets.delete(this)
     this.#context = context
     context[kContextState].sockets.add(this)
-    this.#state.core.setSocketTimeout(this.#id, 0, false, false)
-    this.#state.core.setSocketTimeout(this.#id, 0, true, false)
+    this.#timeoutStamp = 0
+    this.#longTimeoutStamp = 0
+    this.#state.core.setSocketTimeout(this.#id, 0, false, false, 0)
+    this.#state.core.setSocketTimeout(this.#id, 0, true, false, 0)
   }
 
   [kDispatch](kind, arg, records, at) {
@@ -1060,10 +1067,15 @@ class Socket {
         if (this.#heldBack !== null) this.#heldBack.push(null)
         else this.#ended()
         break
+      // An expiry of an arming that a later timeout() (or adoptSocket) replaced is dropped.
       case EVENT_TIMEOUT:
+        if (arg !== this.#timeoutStamp || arg === 0) break
+        this.#timeoutStamp = 0
         handlers.onTimeout(this)
         break
       case EVENT_LONG_TIMEOUT:
+        if (arg !== this.#longTimeoutStamp || arg === 0) break
+        this.#longTimeoutStamp = 0
         handlers.onLongTimeout(this)
         break
       case EVENT_CLOSE: {

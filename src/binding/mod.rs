@@ -17,7 +17,7 @@ use napi::{Env, Status};
 use napi_derive::napi;
 
 use crate::error::Error;
-use crate::event_loop::{ConnectTarget, EventLoop, JsSide, LoopConfig, SlotId};
+use crate::event_loop::{ConnectTarget, EventLoop, JsSide, LoopConfig, SlotId, SocketTimeout};
 
 /// The string `code` a JavaScript error carries (`'EPERM'`, `'ERR_LOOP_CLOSED'`, ...).
 pub struct ErrorCode(&'static str);
@@ -177,9 +177,10 @@ impl LoopCore {
         if !event_loop.take_batch(&mut js) {
             return Ok(None);
         }
-        Uint32ArraySlice::copy_from(env, js.records())
-            .map(Some)
-            .map_err(|err| napi::Error::new(ErrorCode::from(err.status), err.reason))
+        let records = Uint32ArraySlice::copy_from(env, js.records())
+            .map_err(|err| napi::Error::new(ErrorCode::from(err.status), err.reason))?;
+        js.release_records();
+        Ok(Some(records))
     }
 
     /// A new handle id (a number below 2^53).
@@ -342,11 +343,13 @@ impl LoopCore {
     }
 
     /// Arms the socket's timeout in `seconds` (`long`: its long timeout); 0 disarms.
-    /// `connecting`: JavaScript has not seen the socket open, so it is a connect timeout.
+    /// `connecting`: JavaScript has not seen the socket open, so it is a connect timeout. The
+    /// expiry's record carries `stamp`.
     #[napi]
-    pub fn set_socket_timeout(&self, id: f64, seconds: f64, long: bool, connecting: bool) {
+    pub fn set_socket_timeout(&self, id: f64, seconds: f64, long: bool, connecting: bool, stamp: u32) {
         let after = (seconds > 0.0).then(|| Duration::from_secs_f64(seconds));
-        self.if_running(|event_loop| event_loop.set_socket_timeout(slot(id), long, after, connecting));
+        let timeout = SocketTimeout { long, after, connecting, stamp };
+        self.if_running(|event_loop| event_loop.set_socket_timeout(slot(id), timeout));
     }
 
     #[napi]

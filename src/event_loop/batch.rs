@@ -25,9 +25,9 @@ pub enum EventKind {
     Writable = 6,
     /// The peer finished sending (FIN).
     End = 7,
-    /// The socket's `timeout` expired.
+    /// The socket's `timeout` expired; `arg` is the stamp it was armed with.
     Timeout = 8,
-    /// The socket's `longTimeout` expired.
+    /// The socket's `longTimeout` expired; `arg` is the stamp it was armed with.
     LongTimeout = 9,
     /// The loop closed the socket: `arg` is 0 for an orderly close, else the errno.
     Close = 10,
@@ -61,6 +61,9 @@ pub fn open_payload(listener: u32, remote: &(String, i32), local: &(String, i32)
     payload.extend_from_slice(local.0.as_bytes());
     payload
 }
+
+/// The allocation an emptied batch keeps (256 KiB).
+const RETAINED_BATCH_WORDS: usize = 64 * 1024;
 
 /// Bytes one record takes, counted against `maxPendingBytes`.
 pub const EVENT_BYTES: usize = WORDS_PER_EVENT * 4;
@@ -104,9 +107,13 @@ impl Batch {
         self.last_seq
     }
 
-    /// Empties the batch but keeps its allocation for the next one.
+    /// Empties the batch. It keeps an allocation of up to [`RETAINED_BATCH_WORDS`] for the next
+    /// one: enough for small batches to never allocate, while the few-megabyte batches of a bulk
+    /// transfer give their memory back instead of being held three times over (the loop's
+    /// current batch, the pending one and JavaScript's).
     pub fn clear(&mut self) {
         self.words.clear();
+        self.words.shrink_to(RETAINED_BATCH_WORDS);
         self.last_seq = 0;
     }
 
@@ -120,6 +127,13 @@ impl Batch {
         self.last_seq = self.last_seq.max(other.last_seq);
         other.clear();
     }
+}
+
+/// A batch JavaScript has taken and not yet acknowledged: what its acknowledgement returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Taken {
+    seq: u64,
+    bytes: usize,
 }
 
 #[derive(Debug, Default)]
@@ -156,8 +170,11 @@ impl Delivery {
     /// replaces it with everything pending. Returns false, and clears the doorbell, when nothing
     /// is pending. Returns true when the loop asked to hear about the acknowledgement, so the
     /// caller must wake it.
-    pub fn take(&self, batch: &mut Batch) -> (bool, bool) {
-        let wake_loop = self.acknowledge(batch);
+    ///
+    /// `taken` records what the acknowledgement of the new batch will return, so the caller may
+    /// empty `batch` as soon as it has copied the records out.
+    pub fn take(&self, batch: &mut Batch, taken: &mut Taken) -> (bool, bool) {
+        let wake_loop = self.acknowledge(std::mem::take(taken));
         batch.clear();
         let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if pending.batch.is_empty() {
@@ -165,15 +182,16 @@ impl Delivery {
             return (false, wake_loop);
         }
         std::mem::swap(&mut pending.batch, batch);
+        *taken = Taken { seq: batch.last_seq, bytes: batch.bytes() };
         (true, wake_loop)
     }
 
-    fn acknowledge(&self, batch: &Batch) -> bool {
-        if batch.last_seq == 0 {
+    fn acknowledge(&self, taken: Taken) -> bool {
+        if taken.seq == 0 {
             return false;
         }
-        self.delivered_seq.store(batch.last_seq, Ordering::SeqCst);
-        self.undelivered_bytes.fetch_sub(batch.bytes(), Ordering::SeqCst);
+        self.delivered_seq.store(taken.seq, Ordering::SeqCst);
+        self.undelivered_bytes.fetch_sub(taken.bytes, Ordering::SeqCst);
         self.loop_awaits_delivery.swap(false, Ordering::SeqCst)
     }
 
@@ -220,16 +238,17 @@ mod tests {
         assert!(events.is_empty());
 
         let mut taken = Batch::default();
-        assert_eq!(delivery.take(&mut taken), (true, false));
+        let mut held = Taken::default();
+        assert_eq!(delivery.take(&mut taken, &mut held), (true, false));
         assert_eq!(taken.words().len(), 2 * WORDS_PER_EVENT, "one take gets everything pending");
         assert_eq!(taken.words()[..4], [EventKind::Timer as u32, 1, 10, 0]);
         assert_eq!(delivery.undelivered_bytes(), 2 * EVENT_BYTES);
 
         events.push(EventKind::Wakeup, 0, 0, 0);
         assert!(!delivery.publish(&mut events, 3), "still ringing: JavaScript has not found it empty");
-        assert_eq!(delivery.take(&mut taken), (true, false));
+        assert_eq!(delivery.take(&mut taken, &mut held), (true, false));
         assert_eq!(delivery.delivered_seq(), 2, "taking again acknowledges the previous batch");
-        assert_eq!(delivery.take(&mut taken), (false, false));
+        assert_eq!(delivery.take(&mut taken, &mut held), (false, false));
         assert_eq!(delivery.delivered_seq(), 3);
         assert_eq!(delivery.undelivered_bytes(), 0, "all credit is back");
 
@@ -244,9 +263,12 @@ mod tests {
         events.push(EventKind::Poll, 5, 1, 1);
         delivery.publish(&mut events, 1);
         let mut taken = Batch::default();
-        delivery.take(&mut taken);
+        let mut held = Taken::default();
+        delivery.take(&mut taken, &mut held);
+        taken.clear(); // the records may be dropped before the acknowledgement
         delivery.await_delivery();
-        assert_eq!(delivery.take(&mut taken), (false, true));
-        assert_eq!(delivery.take(&mut taken), (false, false));
+        assert_eq!(delivery.take(&mut taken, &mut held), (false, true));
+        assert_eq!(delivery.undelivered_bytes(), 0, "the credit comes back all the same");
+        assert_eq!(delivery.take(&mut taken, &mut held), (false, false));
     }
 }

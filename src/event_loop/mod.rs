@@ -22,12 +22,14 @@ use std::time::{Duration, Instant};
 
 pub use batch::{Batch, EventKind, EVENT_BYTES, OPENED_BY_CONNECT, TIMER_FINAL, WORDS_PER_EVENT};
 pub use slots::SlotId;
-pub use sockets::{errno_of, ConnectTarget, ListenerIo, SocketIo, TIMEOUT_GRANULARITY, UV_ENOTFOUND};
+pub use sockets::{
+    errno_of, ConnectTarget, ListenerIo, SocketIo, SocketTimeout, TIMEOUT_GRANULARITY, UV_ENOTFOUND,
+};
 
 use crate::error::{Error, Result};
 use crate::sys;
-use batch::Delivery;
-use poller::Poller;
+use batch::{Delivery, Taken};
+use poller::{Poller, Trigger};
 use slots::{Slab, SlotAllocator};
 use sockets::{ListenerState, SocketCommand, SocketState};
 use timers::TimerQueue;
@@ -195,7 +197,9 @@ impl EventLoop {
         // Queue the command before registering, so the loop knows the poll before any of its
         // edge-triggered events can be seen (an edge dropped for an unknown slot would be lost).
         self.submit(Command::WatchPoll { id, stamp, fd, interest });
-        if let Err(err) = self.shared.poller.watch(fd, id.index as usize, interest) {
+        // Edge-triggered: the loop never re-registers a poll after reporting it; it re-checks
+        // readiness itself (`sys::poll_now`) before every report.
+        if let Err(err) = self.shared.poller.watch(fd, id.index as usize, interest, Trigger::Edge) {
             self.submit(Command::UnwatchPoll { id });
             return Err(err.into());
         }
@@ -204,7 +208,7 @@ impl EventLoop {
 
     pub fn change_poll(&self, id: SlotId, fd: RawFd, interest: u32) -> Result<()> {
         self.check_current(id)?;
-        self.shared.poller.rewatch(fd, id.index as usize, interest)?;
+        self.shared.poller.rewatch(fd, id.index as usize, interest, Trigger::Edge)?;
         self.submit(Command::ChangePoll { id, interest });
         Ok(())
     }
@@ -242,7 +246,7 @@ impl EventLoop {
     /// has dispatched it), and adopts the sockets opened meanwhile into `js`. Returns false, with
     /// the batch empty, when nothing is pending; the doorbell rings again for the next event.
     pub fn take_batch(&self, js: &mut JsSide) -> bool {
-        let (taken, wake_loop) = self.shared.delivery.take(&mut js.batch);
+        let (taken, wake_loop) = self.shared.delivery.take(&mut js.batch, &mut js.taken);
         if wake_loop {
             let _ = self.shared.poller.notify();
         }
@@ -268,7 +272,7 @@ impl EventLoop {
         let fd = socket.as_raw_fd();
         let listener = Arc::new(ListenerIo::new(socket));
         self.submit(Command::Socket(SocketCommand::WatchListener { id, listener: Arc::clone(&listener) }));
-        if let Err(err) = self.shared.poller.watch(fd, id.index as usize, READABLE) {
+        if let Err(err) = self.shared.poller.watch(fd, id.index as usize, READABLE, Trigger::Level) {
             self.release(id);
             return Err(err.into());
         }
@@ -377,10 +381,12 @@ impl EventLoop {
 
     /// Arms (`Some`) or disarms a socket's timeout (`long`: its long timeout).
     /// `connecting` says the caller saw the socket still connecting: a connect timeout, ignored
-    /// if the connect has completed by the time the loop applies it.
-    pub fn set_socket_timeout(&self, id: SlotId, long: bool, after: Option<Duration>, connecting: bool) {
+    /// if the connect has completed by the time the loop applies it. The expiry's record carries
+    /// `stamp`.
+    pub fn set_socket_timeout(&self, id: SlotId, timeout: SocketTimeout) {
+        let SocketTimeout { long, after, connecting, stamp } = timeout;
         if self.check_current(id).is_ok() {
-            self.submit(Command::Socket(SocketCommand::SetTimeout { id, long, after, connecting }));
+            self.submit(Command::Socket(SocketCommand::SetTimeout { id, long, after, connecting, stamp }));
         }
     }
 
@@ -447,14 +453,22 @@ enum Handle {
 #[derive(Debug, Default)]
 pub struct JsSide {
     batch: Batch,
+    /// What acknowledging the batch taken last returns.
+    taken: Taken,
     sockets: Slab<Arc<SocketIo>>,
     listeners: Slab<Arc<ListenerIo>>,
 }
 
 impl JsSide {
-    /// The records of the batch taken last.
+    /// The records of the batch taken last (until [`JsSide::release_records`]).
     pub fn records(&self) -> &[u32] {
         self.batch.words()
+    }
+
+    /// Drops the records once they are copied to JavaScript, so a large batch is not held twice
+    /// while JavaScript dispatches it. Its acknowledgement is unaffected.
+    pub fn release_records(&mut self) {
+        self.batch.clear();
     }
 }
 
@@ -475,8 +489,10 @@ struct LoopThread {
     poll_candidates: Vec<SlotId>,
     pollfds: Vec<libc::pollfd>,
     commands: Vec<Command>,
-    /// Sockets with data (or an end of stream) to read and listeners with connections to accept.
+    /// Sockets the poller reported readable this iteration, and listeners with connections.
     io_candidates: Vec<SlotId>,
+    /// Sockets and listeners that stopped watching for input because the loop ran out of credit.
+    throttled: Vec<SlotId>,
     /// One receive buffer for all sockets: data is copied from it into the batch.
     recv_buffer: Vec<u8>,
     socket_timeouts: TimerQueue,
@@ -503,6 +519,7 @@ impl LoopThread {
             pollfds: Vec::new(),
             commands: Vec::new(),
             io_candidates: Vec::new(),
+            throttled: Vec::new(),
             recv_buffer: vec![0; RECV_BUFFER_BYTES],
             socket_timeouts: TimerQueue::default(),
             long_timeouts: TimerQueue::default(),
@@ -525,6 +542,7 @@ impl LoopThread {
             self.collect_ready();
             self.collect_acknowledged_polls();
             self.report_polls();
+            self.unthrottle();
             self.process_io_candidates();
             self.fire_timers();
             if self.shared.wakeup_requested.swap(false, Ordering::SeqCst) {
@@ -567,7 +585,7 @@ impl LoopThread {
             // Timers cannot fire without credit; the acknowledgement wakes the loop.
             return None;
         }
-        if !self.poll_candidates.is_empty() || !self.io_candidates.is_empty() {
+        if !self.poll_candidates.is_empty() || !self.throttled.is_empty() {
             return Some(Duration::ZERO);
         }
         [

@@ -9,6 +9,25 @@ use polling::{Event, Events, PollMode};
 
 use super::{READABLE, WRITABLE};
 
+/// How readiness is reported for a registered fd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Once per change to ready: the loop re-checks polls itself before reporting them.
+    Edge,
+    /// Whenever ready: sockets, which read once per report and stop watching what they cannot
+    /// handle (paused, out of credit, finished).
+    Level,
+}
+
+impl Trigger {
+    fn mode(self) -> PollMode {
+        match self {
+            Trigger::Edge => PollMode::Edge,
+            Trigger::Level => PollMode::Level,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Poller {
     inner: polling::Poller,
@@ -32,22 +51,20 @@ impl Poller {
         Ok(Poller { inner: polling::Poller::new()? })
     }
 
-    /// Registers `fd` edge-triggered under `key`. Edge mode means the loop never has to
-    /// re-register a descriptor after reporting it; it re-checks readiness itself (see
-    /// `sys::poll_now`) before every report.
-    pub fn watch(&self, fd: RawFd, key: usize, interest: u32) -> io::Result<()> {
+    /// Registers `fd` under `key`. Errors and hang-ups are reported whatever the interest.
+    pub fn watch(&self, fd: RawFd, key: usize, interest: u32, trigger: Trigger) -> io::Result<()> {
         // SAFETY: polling requires the source to be deleted before it is closed. Polls watch
         // descriptors their user owns, and the Poll contract (index.d.ts) is to stop() before
         // closing the fd. A user who closes it first only makes the kernel drop the
         // registration on its own; a later `unwatch` then fails harmlessly.
-        unsafe { self.inner.add_with_mode(fd, interest_event(key, interest), PollMode::Edge) }
+        unsafe { self.inner.add_with_mode(fd, interest_event(key, interest), trigger.mode()) }
     }
 
     /// Changes the interest of a watched descriptor.
-    pub fn rewatch(&self, fd: RawFd, key: usize, interest: u32) -> io::Result<()> {
+    pub fn rewatch(&self, fd: RawFd, key: usize, interest: u32, trigger: Trigger) -> io::Result<()> {
         // SAFETY: `fd` is registered, hence open under the contract of `watch`.
         let fd = unsafe { borrow_open_fd(fd) };
-        self.inner.modify_with_mode(fd, interest_event(key, interest), PollMode::Edge)
+        self.inner.modify_with_mode(fd, interest_event(key, interest), trigger.mode())
     }
 
     pub fn unwatch(&self, fd: RawFd) -> io::Result<()> {

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::batch::{open_payload, EventKind, OPENED_BY_CONNECT};
+use super::poller::Trigger;
 use super::{lock, Command, Handle, LoopThread, SlotId, READABLE, WRITABLE};
 use crate::sys::{self, SockAddr, Socket};
 
@@ -197,6 +198,19 @@ impl ListenerIo {
     }
 }
 
+/// How to (re)arm a socket's timeout: see [`super::EventLoop::set_socket_timeout`].
+#[derive(Clone, Copy, Debug)]
+pub struct SocketTimeout {
+    /// The long timeout (minutes) rather than the short one.
+    pub long: bool,
+    /// When it expires; `None` disarms.
+    pub after: Option<Duration>,
+    /// The caller saw the socket connecting: a connect timeout.
+    pub connecting: bool,
+    /// Carried by the expiry's record.
+    pub stamp: u32,
+}
+
 /// Where a connect goes.
 #[derive(Debug)]
 pub enum ConnectTarget {
@@ -243,11 +257,13 @@ pub(super) enum SocketCommand {
     },
     /// Arm (`after: Some`) or disarm a socket's timeout or long timeout. `connecting`: JavaScript
     /// saw the socket connecting, so this is a connect timeout, moot if the connect completed.
+    /// The expiry's record carries `stamp`, so JavaScript can drop one a later call replaced.
     SetTimeout {
         id: SlotId,
         long: bool,
         after: Option<Duration>,
         connecting: bool,
+        stamp: u32,
     },
     Pause {
         id: SlotId,
@@ -271,22 +287,58 @@ pub(super) struct SocketState {
     io: Option<Arc<SocketIo>>,
     phase: Phase,
     source: Option<IpAddr>,
-    /// Queued in `io_candidates`: unread data (or an end of stream) may be waiting.
-    readable: bool,
+    /// The interest registered with the poller (level-triggered), kept equal to
+    /// [`SocketState::wanted_interest`] by `sync_interest`.
+    interest: u32,
+    /// Input is not watched until the loop has credit again.
+    throttled: bool,
     paused: bool,
     /// The peer's FIN was read.
     peer_finished: bool,
-    /// A `write` was partial and the fd was not writable yet: report the next writability.
+    /// A `write` was partial: report the next writability.
     wants_writable: bool,
-    timeout: Option<Instant>,
-    long_timeout: Option<Instant>,
+    /// Deadline and stamp of the armed timeout and long timeout.
+    timeout: Option<(Instant, u32)>,
+    long_timeout: Option<(Instant, u32)>,
+}
+
+impl SocketState {
+    fn new(phase: Phase, io: Option<Arc<SocketIo>>, source: Option<IpAddr>, interest: u32) -> SocketState {
+        SocketState {
+            io,
+            phase,
+            source,
+            interest,
+            throttled: false,
+            paused: false,
+            peer_finished: false,
+            wants_writable: false,
+            timeout: None,
+            long_timeout: None,
+        }
+    }
+
+    /// What the poller must report: writability while connecting, or while there is something
+    /// to write or report; input while the socket reads.
+    fn wanted_interest(&self) -> u32 {
+        let Some(io) = &self.io else { return 0 };
+        match self.phase {
+            Phase::Resolving => 0,
+            Phase::Connecting { .. } => WRITABLE,
+            Phase::Open => {
+                let reads = !self.paused && !self.peer_finished && !self.throttled;
+                let writes = self.wants_writable || io.buffered_amount() > 0;
+                (if reads { READABLE } else { 0 }) | if writes { WRITABLE } else { 0 }
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
 pub(super) struct ListenerState {
     io: Arc<ListenerIo>,
-    /// Queued in `io_candidates`: connections may be waiting.
-    readable: bool,
+    /// Connections are not accepted until the loop has credit again.
+    throttled: bool,
 }
 
 impl LoopThread {
@@ -295,25 +347,14 @@ impl LoopThread {
             SocketCommand::WatchListener { id, listener } => {
                 if lock(&self.shared.slots).is_current(id) {
                     self.handles
-                        .insert(id, Handle::Listener(ListenerState { io: listener, readable: false }));
+                        .insert(id, Handle::Listener(ListenerState { io: listener, throttled: false }));
                 }
             }
             SocketCommand::Connect { id, target, source } => {
                 if !lock(&self.shared.slots).is_current(id) {
                     return;
                 }
-                let state = SocketState {
-                    io: None,
-                    phase: Phase::Resolving,
-                    source,
-                    readable: false,
-                    paused: false,
-                    peer_finished: false,
-                    wants_writable: false,
-                    timeout: None,
-                    long_timeout: None,
-                };
-                self.handles.insert(id, Handle::Socket(state));
+                self.handles.insert(id, Handle::Socket(SocketState::new(Phase::Resolving, None, source, 0)));
                 match target {
                     ConnectTarget::Addresses(addresses) => {
                         self.connect_next(id, addresses.into_iter().map(SockAddr::from).collect(), None)
@@ -345,14 +386,11 @@ impl LoopThread {
                 }
             }
             SocketCommand::CheckWritable { id } => {
-                let Some(io) = self.open_io(id) else { return };
-                let mut fds = [libc::pollfd { fd: io.fd(), events: libc::POLLOUT, revents: 0 }];
-                // The writability edge may have passed before this command arrived: check now.
-                // Not writable yet means the kernel's buffer is still full, so an edge will come.
-                if sys::poll_now(&mut fds).is_ok() && fds[0].revents != 0 {
-                    self.events.push(EventKind::Writable, id.index, id.generation, 0);
-                } else if let Some(Handle::Socket(state)) = self.handles.get_mut(id) {
+                // Watching for writability (level-triggered) reports it as soon as it holds,
+                // also if it came back before this command arrived.
+                if let Some(Handle::Socket(state)) = self.handles.get_mut(id) {
                     state.wants_writable = true;
+                    self.sync_interest(id);
                 }
             }
             SocketCommand::Drain { id } => self.socket_writable(id),
@@ -371,22 +409,19 @@ impl LoopThread {
                 self.forget_socket(id);
                 lock(&self.shared.slots).release(id);
             }
-            SocketCommand::SetTimeout { id, long, after, connecting } => {
+            SocketCommand::SetTimeout { id, long, after, connecting, stamp } => {
                 let open = matches!(
                     self.handles.get(id),
                     Some(Handle::Socket(SocketState { phase: Phase::Open, .. }))
                 );
                 if !(connecting && open) {
-                    self.set_timeout(id, long, after);
+                    self.set_timeout(id, long, after, stamp);
                 }
             }
             SocketCommand::Pause { id, paused } => {
                 if let Some(Handle::Socket(state)) = self.handles.get_mut(id) {
                     state.paused = paused;
-                    if !paused && !state.readable && matches!(state.phase, Phase::Open) {
-                        state.readable = true;
-                        self.io_candidates.push(id);
-                    }
+                    self.sync_interest(id);
                 }
             }
         }
@@ -425,7 +460,8 @@ impl LoopThread {
         let mut error = last_error.unwrap_or(libc::ECONNREFUSED);
         while let Some(addr) = remaining.pop_front() {
             let attempt = sys::connect(&addr, source).and_then(|socket| {
-                self.shared.poller.watch(socket.as_raw_fd(), id.index as usize, READABLE | WRITABLE)?;
+                // Completion (or failure) shows as writability.
+                self.shared.poller.watch(socket.as_raw_fd(), id.index as usize, WRITABLE, Trigger::Level)?;
                 Ok(socket)
             });
             match attempt {
@@ -433,6 +469,7 @@ impl LoopThread {
                     if let Some(Handle::Socket(state)) = self.handles.get_mut(id) {
                         state.io = Some(Arc::new(SocketIo::new(socket)));
                         state.phase = Phase::Connecting { remaining };
+                        state.interest = WRITABLE;
                     }
                     return;
                 }
@@ -461,19 +498,70 @@ impl LoopThread {
             return;
         }
         let (Ok(remote), Ok(local)) = (io.socket.peer_addr(), io.socket.local_addr()) else {
-            return; // not connected yet (ENOTCONN): a later edge completes it
+            return; // not connected yet (ENOTCONN): reported again when it is
         };
         state.phase = Phase::Open;
         // A connect timeout does not carry over to the open socket.
-        if let Some(deadline) = state.timeout.take() {
+        if let Some((deadline, _)) = state.timeout.take() {
             self.socket_timeouts.remove(deadline, id.index);
         }
         let payload =
             open_payload(OPENED_BY_CONNECT, &sys::describe_address(&remote), &sys::describe_address(&local));
         lock(&self.shared.opened).push((id, io));
         self.events.push_with_payload(EventKind::Open, id.index, id.generation, &payload);
-        // Data may have arrived with the connection.
-        self.mark_readable(id);
+        self.sync_interest(id);
+    }
+
+    /// Registers what the socket now wants reported (a syscall only when that changed).
+    fn sync_interest(&mut self, id: SlotId) {
+        let Some(Handle::Socket(state)) = self.handles.get_mut(id) else { return };
+        let wanted = state.wanted_interest();
+        let Some(io) = &state.io else { return };
+        if wanted != state.interest
+            && self.shared.poller.rewatch(io.fd(), id.index as usize, wanted, Trigger::Level).is_ok()
+        {
+            state.interest = wanted;
+        }
+    }
+
+    /// Stops watching a socket's or listener's input until the loop has credit again.
+    fn throttle(&mut self, id: SlotId) {
+        match self.handles.get_mut(id) {
+            Some(Handle::Socket(state)) if !state.throttled => {
+                state.throttled = true;
+                self.sync_interest(id);
+            }
+            Some(Handle::Listener(state)) if !state.throttled => {
+                state.throttled = true;
+                if let Some(fd) = state.io.fd() {
+                    let _ = self.shared.poller.rewatch(fd, id.index as usize, 0, Trigger::Level);
+                }
+            }
+            _ => return,
+        }
+        self.throttled.push(id);
+    }
+
+    /// Watches the input of throttled sockets and listeners again once there is credit.
+    pub(super) fn unthrottle(&mut self) {
+        if self.throttled.is_empty() || !self.has_credit() {
+            return;
+        }
+        for id in std::mem::take(&mut self.throttled) {
+            match self.handles.get_mut(id) {
+                Some(Handle::Socket(state)) => {
+                    state.throttled = false;
+                    self.sync_interest(id);
+                }
+                Some(Handle::Listener(state)) => {
+                    state.throttled = false;
+                    if let Some(fd) = state.io.fd() {
+                        let _ = self.shared.poller.rewatch(fd, id.index as usize, READABLE, Trigger::Level);
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     pub(super) fn socket_ready(&mut self, id: SlotId, readable: bool, writable: bool) {
@@ -489,21 +577,12 @@ impl LoopThread {
             self.socket_writable(id);
         }
         if readable {
-            self.mark_readable(id);
+            self.io_candidates.push(id);
         }
-    }
-
-    fn mark_readable(&mut self, id: SlotId) {
-        match self.handles.get_mut(id) {
-            Some(Handle::Socket(state)) if !state.readable => state.readable = true,
-            Some(Handle::Listener(state)) if !state.readable => state.readable = true,
-            _ => return,
-        }
-        self.io_candidates.push(id);
     }
 
     pub(super) fn listener_ready(&mut self, id: SlotId) {
-        self.mark_readable(id);
+        self.io_candidates.push(id);
     }
 
     /// Drains the send buffer; reports `Writable` when it empties (or after a partial `write`).
@@ -523,43 +602,57 @@ impl LoopThread {
                         self.handles.get(id)
                     {
                         self.close_from_loop(id, 0);
+                        return;
                     }
                 }
             }
             Ok(false) => {}
-            Err(err) => self.close_from_loop(id, errno_of(&err)),
+            Err(err) => {
+                self.close_from_loop(id, errno_of(&err));
+                return;
+            }
         }
+        // Stop watching writability once there is nothing left to write or report.
+        self.sync_interest(id);
     }
 
-    /// Reads and accepts for the queued candidates while the loop has credit. Those it could not
-    /// finish stay queued.
+    /// Reads from the readable sockets and accepts on the ready listeners. Without credit,
+    /// their input is throttled instead, until JavaScript catches up.
     pub(super) fn process_io_candidates(&mut self) {
-        let candidates = std::mem::take(&mut self.io_candidates);
-        for (position, &id) in candidates.iter().enumerate() {
-            if !self.has_credit() {
-                self.io_candidates.extend_from_slice(&candidates[position..]);
-                break;
-            }
+        let mut candidates = std::mem::take(&mut self.io_candidates);
+        for &id in &candidates {
             match self.handles.get(id) {
+                // Reported while its input is throttled: an error or hang-up (always reported).
+                Some(Handle::Socket(SocketState { throttled: true, io: Some(io), .. })) => {
+                    let io = Arc::clone(io);
+                    self.hang_up(id, &io);
+                }
+                _ if !self.has_credit() => self.throttle(id),
                 Some(Handle::Socket(_)) => self.read_socket(id),
                 Some(Handle::Listener(_)) => self.accept_connections(id),
                 _ => {}
             }
         }
+        candidates.clear();
+        self.io_candidates = candidates;
     }
 
     fn read_socket(&mut self, id: SlotId) {
-        let Some(Handle::Socket(state)) = self.handles.get_mut(id) else { return };
-        if state.paused || state.peer_finished || !matches!(state.phase, Phase::Open) {
-            state.readable = false; // resume() queues it again
+        let Some(Handle::Socket(state)) = self.handles.get(id) else { return };
+        let Some(io) = state.io.clone() else { return };
+        if !matches!(state.phase, Phase::Open) {
             return;
         }
-        let Some(io) = state.io.clone() else { return };
+        if state.peer_finished || state.paused {
+            // Not watching input, so this is an error or a hang-up, which epoll always reports.
+            self.hang_up(id, &io);
+            return;
+        }
         let mut read = 0;
         loop {
             let credit = self.credit();
-            if read >= READ_BUDGET_PER_SOCKET || credit == 0 {
-                self.io_candidates.push(id); // still readable: continue next iteration
+            if credit == 0 {
+                self.throttle(id);
                 return;
             }
             // Reading no more than the credit left keeps undelivered bytes within the limit
@@ -568,7 +661,7 @@ impl LoopThread {
             match sys::recv(&io.socket, &mut self.recv_buffer[..room]) {
                 Ok(0) => {
                     self.peer_finished(id, &io);
-                    break;
+                    return;
                 }
                 Ok(n) => {
                     read += n;
@@ -578,16 +671,28 @@ impl LoopThread {
                         id.generation,
                         &self.recv_buffer[..n],
                     );
+                    // A short read emptied the socket (and if more just arrived, the
+                    // level-triggered poller reports it again): no read that only says EAGAIN.
+                    if n < room || read >= READ_BUDGET_PER_SOCKET {
+                        return;
+                    }
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
                 Err(err) => {
                     self.close_from_loop(id, errno_of(&err));
                     return;
                 }
             }
         }
-        if let Some(Handle::Socket(state)) = self.handles.get_mut(id) {
-            state.readable = false;
+    }
+
+    /// An error or hang-up on a socket that does not watch its input: close it with the error,
+    /// or orderly if both directions have finished.
+    fn hang_up(&mut self, id: SlotId, io: &SocketIo) {
+        match sys::take_error(&io.socket) {
+            Err(err) => self.close_from_loop(id, errno_of(&err)),
+            Ok(()) if io.has(FIN_SENT) => self.close_from_loop(id, 0),
+            Ok(()) => {}
         }
     }
 
@@ -600,63 +705,38 @@ impl LoopThread {
             self.close_from_loop(id, 0);
         } else {
             self.events.push(EventKind::End, id.index, id.generation, 0);
+            self.sync_interest(id);
         }
     }
 
+    /// Accepts up to [`ACCEPTS_PER_ITERATION`] connections; the level-triggered poller reports
+    /// the listener again while more wait in the backlog.
     fn accept_connections(&mut self, listener_id: SlotId) {
         let Some(Handle::Listener(state)) = self.handles.get(listener_id) else { return };
         let listener = Arc::clone(&state.io);
         let guard = lock(&listener.socket);
         let Some(listening) = guard.as_ref() else { return };
-        let mut accepted = 0;
-        let mut more = false;
-        while self.has_credit() {
-            if accepted == ACCEPTS_PER_ITERATION {
-                more = true;
-                break;
+        for _ in 0..ACCEPTS_PER_ITERATION {
+            if !self.has_credit() {
+                drop(guard);
+                self.throttle(listener_id);
+                return;
             }
-            let (socket, remote) = match sys::accept(listening) {
-                Ok(Some(connection)) => connection,
-                Ok(None) => break,
-                Err(_) => {
-                    // EMFILE / ENFILE / ENOBUFS: the connection waits in the backlog; retry later.
-                    more = true;
-                    break;
-                }
-            };
-            accepted += 1;
+            // Out of fds (EMFILE...): the connection waits in the backlog and is retried.
+            let Ok(Some((socket, remote))) = sys::accept(listening) else { break };
             let Some(id) = lock(&self.shared.slots).allocate() else { continue };
-            if self.shared.poller.watch(socket.as_raw_fd(), id.index as usize, READABLE | WRITABLE).is_err() {
+            let fd = socket.as_raw_fd();
+            if self.shared.poller.watch(fd, id.index as usize, READABLE, Trigger::Level).is_err() {
                 lock(&self.shared.slots).release(id);
                 continue;
             }
             let local = socket.local_addr().map(|addr| sys::describe_address(&addr)).unwrap_or_default();
             let io = Arc::new(SocketIo::new(socket));
-            let state = SocketState {
-                io: Some(Arc::clone(&io)),
-                phase: Phase::Open,
-                source: None,
-                readable: true,
-                paused: false,
-                peer_finished: false,
-                wants_writable: false,
-                timeout: None,
-                long_timeout: None,
-            };
+            let state = SocketState::new(Phase::Open, Some(Arc::clone(&io)), None, READABLE);
             self.handles.insert(id, Handle::Socket(state));
             lock(&self.shared.opened).push((id, io));
             let payload = open_payload(listener_id.index, &sys::describe_address(&remote), &local);
             self.events.push_with_payload(EventKind::Open, id.index, id.generation, &payload);
-            // Data may already be waiting (the edge came before we watched the fd).
-            self.io_candidates.push(id);
-        }
-        drop(guard);
-        let more = more || !self.has_credit();
-        if let Some(Handle::Listener(state)) = self.handles.get_mut(listener_id) {
-            state.readable = more;
-            if state.readable {
-                self.io_candidates.push(listener_id);
-            }
         }
     }
 
@@ -672,10 +752,10 @@ impl LoopThread {
     /// whether there was one.
     pub(super) fn forget_socket(&mut self, id: SlotId) -> bool {
         let Some(Handle::Socket(state)) = self.handles.get(id) else { return false };
-        if let Some(deadline) = state.timeout {
+        if let Some((deadline, _)) = state.timeout {
             self.socket_timeouts.remove(deadline, id.index);
         }
-        if let Some(deadline) = state.long_timeout {
+        if let Some((deadline, _)) = state.long_timeout {
             self.long_timeouts.remove(deadline, id.index);
         }
         if let Some(Handle::Socket(state)) = self.handles.remove(id) {
@@ -688,7 +768,7 @@ impl LoopThread {
     }
 
     /// Arms (or with `after: None`, disarms) a socket's timeout, rounded up to the next tick.
-    fn set_timeout(&mut self, id: SlotId, long: bool, after: Option<Duration>) {
+    fn set_timeout(&mut self, id: SlotId, long: bool, after: Option<Duration>, stamp: u32) {
         let deadline = after.map(|after| self.next_tick(Instant::now() + after));
         let Some(Handle::Socket(state)) = self.handles.get_mut(id) else { return };
         let (slot, queue) = if long {
@@ -696,11 +776,11 @@ impl LoopThread {
         } else {
             (&mut state.timeout, &mut self.socket_timeouts)
         };
-        if let Some(old) = slot.take() {
+        if let Some((old, _)) = slot.take() {
             queue.remove(old, id.index);
         }
         if let Some(deadline) = deadline {
-            *slot = Some(deadline);
+            *slot = Some((deadline, stamp));
             queue.insert(deadline, id.index);
         }
     }
@@ -719,9 +799,9 @@ impl LoopThread {
             let Some((id, Handle::Socket(state))) = self.handles.get_by_index_mut(index as usize) else {
                 continue;
             };
-            state.timeout = None;
+            let stamp = state.timeout.take().map_or(0, |(_, stamp)| stamp);
             if matches!(state.phase, Phase::Open) {
-                self.events.push(EventKind::Timeout, id.index, id.generation, 0);
+                self.events.push(EventKind::Timeout, id.index, id.generation, stamp);
             } else {
                 // A timeout on a connecting socket is a connect timeout.
                 self.fail_connect(id, libc::ETIMEDOUT);
@@ -731,9 +811,9 @@ impl LoopThread {
             let Some((id, Handle::Socket(state))) = self.handles.get_by_index_mut(index as usize) else {
                 continue;
             };
-            state.long_timeout = None;
+            let stamp = state.long_timeout.take().map_or(0, |(_, stamp)| stamp);
             if matches!(state.phase, Phase::Open) {
-                self.events.push(EventKind::LongTimeout, id.index, id.generation, 0);
+                self.events.push(EventKind::LongTimeout, id.index, id.generation, stamp);
             }
         }
     }
