@@ -1,7 +1,8 @@
-import { spawn } from 'node:child_process'
 import path from 'node:path'
 
 import test from 'ava'
+
+import { jsonSummary, runNodeProcess } from './helpers/util'
 
 // test/backpressure.js: a node:net sender (in a process of its own) pushes 256 MiB as fast as it
 // can to a usockets-rs server whose JavaScript is slow (new Loop({ maxPendingBytes: 8 MiB })). It
@@ -10,58 +11,13 @@ import test from 'ava'
 const SCRIPT = path.join(__dirname, '..', 'test', 'backpressure.js')
 const MiB = 1024 * 1024
 
-interface Run {
-  code: number | null
-  signal: NodeJS.Signals | null
-  stdout: string
-  stderr: string
-  elapsedMs: number
-  timedOut: boolean
-}
-
-function runScript(env: Record<string, string>, timeoutMs: number): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const start = performance.now()
-    const child = spawn(process.execPath, [SCRIPT], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_OPTIONS: '', ...env },
-    })
-    let stdout = ''
-    let stderr = ''
-    let timedOut = false
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
-    const killer = setTimeout(() => {
-      timedOut = true
-      child.kill('SIGKILL')
-    }, timeoutMs)
-    child.on('error', (err) => {
-      clearTimeout(killer)
-      reject(err)
-    })
-    child.on('close', (code, signal) => {
-      clearTimeout(killer)
-      resolve({ code, signal, stdout, stderr, elapsedMs: performance.now() - start, timedOut })
-    })
-  })
-}
-
-function summaryOf(t: any, run: Run): any {
-  try {
-    return JSON.parse(run.stdout.trim().split('\n').pop() ?? '')
-  } catch {
-    t.fail(`no JSON summary (exit ${run.code}, signal ${run.signal}, timed out ${run.timedOut})\nstdout: ${run.stdout}\nstderr: ${run.stderr}`)
-    return null
-  }
-}
-
 const mib = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`
 
 test.serial('a slow JS consumer holds back a fast sender: 256 MiB arrive in order, RSS stays bounded', async (t) => {
   t.timeout(90_000)
-  const run = await runScript({}, 70_000)
-  const summary = summaryOf(t, run)
-  if (summary === null) return
+  const run = await runNodeProcess([SCRIPT], { timeoutMs: 70_000 })
+  const summary = jsonSummary(t, run)
+  if (summary === undefined) return
   t.log(
     `${mib(summary.bytes)} in ${summary.seconds} s (${summary.mibPerSecond} MiB/s); RSS ${mib(summary.rssStart)} before, ` +
       `peak +${mib(summary.rssPeakDelta)} (limit +${mib(summary.rssLimitDelta)}); the sender finished after ` +
@@ -93,9 +49,9 @@ test.serial('a slow JS consumer holds back a fast sender: 256 MiB arrive in orde
 // queue looks like. The checks above must catch it, or they prove nothing.
 test.serial('control: with an unbounded queue (maxPendingBytes 1 TiB) the RSS and sender checks fail', async (t) => {
   t.timeout(90_000)
-  const run = await runScript({ BP_LOOP_MAX_PENDING: String(2 ** 40), BP_MIB: '128' }, 70_000)
-  const summary = summaryOf(t, run)
-  if (summary === null) return
+  const run = await runNodeProcess([SCRIPT], { env: { BP_LOOP_MAX_PENDING: String(2 ** 40), BP_MIB: '128' }, timeoutMs: 70_000 })
+  const summary = jsonSummary(t, run)
+  if (summary === undefined) return
   t.log(`RSS peak +${mib(summary.rssPeakDelta)} (limit +${mib(summary.rssLimitDelta)}); sender done when ${mib(summary.receivedWhenSenderFinished)} consumed`)
   t.false(run.timedOut, 'backpressure.js hung')
   t.is(run.signal, null, `killed by ${run.signal}: ${run.stderr}`)

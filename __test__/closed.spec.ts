@@ -4,8 +4,8 @@ import net from 'node:net'
 
 import test from 'ava'
 
-import { Tracker, closedPort, newContext, newLoop, nodeConnect, nodeServer, once, tmpSocketPath, until } from './helpers/net'
-import { isSettled, sleep } from './helpers/util'
+import { Tracker, closedPort, listenAndConnect, newContext, nodeConnect, nodeServer, once, tmpSocketPath, until } from './helpers/net'
+import { isSettled, newLoop, rangeError, sleep, typeError } from './helpers/util'
 
 // index.d.ts may not declare the socket classes yet.
 const usockets: any = require('..')
@@ -87,8 +87,7 @@ test('a closed Socket: every method is a no-op (also inside its onClose); addres
       insideOnClose = exerciseSocket(socket, other)
     },
   })
-  const listener = ctx.listen('127.0.0.1', 0)
-  const client = await nodeConnect(t, listener.port)
+  const { listener, client } = await listenAndConnect(t, ctx)
   const socket = (await tracker.wait('open')).socket
   const remotePort = socket.remotePort
   const peerClosed = once(client, 'close')
@@ -111,9 +110,7 @@ test('a Socket closed by the peer (reset): every method is a no-op; nothing fire
   const { ctx } = newContext(t)
   const server = await nodeServer(t)
   const tracker = new Tracker(ctx)
-  const socket = ctx.connect('127.0.0.1', server.port)
-  const peer = await server.next()
-  await tracker.wait('open')
+  const { socket, peer } = await tracker.connectTo(server)
   peer.resetAndDestroy()
   await tracker.wait('close')
   t.deepEqual(exerciseSocket(socket, ctx), CLOSED_SOCKET)
@@ -164,8 +161,7 @@ test('a closed SocketContext stays usable: close() again, set handlers, listen, 
       socket.write(data)
     },
   })
-  const listener = ctx.listen('127.0.0.1', 0)
-  const client = await nodeConnect(t, listener.port)
+  const { listener, client } = await listenAndConnect(t, ctx)
   client.write('ping')
   t.is((await once<Buffer>(client, 'data')).toString(), 'ping')
   const outgoing = ctx.connect('127.0.0.1', server.port)
@@ -251,8 +247,7 @@ test('re-entrant closes from inside handlers: loop.close() in onData, context.cl
         loop.close()
       },
     })
-    const listener = ctx.listen('127.0.0.1', 0)
-    const client = await nodeConnect(t, listener.port)
+    const { client } = await listenAndConnect(t, ctx)
     for (let i = 0; i < 20; i++) client.write(Buffer.alloc(4096, i))
     await tracker.wait('close')
     await sleep(50)
@@ -273,8 +268,7 @@ test('re-entrant closes from inside handlers: loop.close() in onData, context.cl
         if (nested === 2) loop.close()
       },
     })
-    const listener = ctx.listen('127.0.0.1', 0)
-    await nodeConnect(t, listener.port)
+    const { listener } = await listenAndConnect(t, ctx)
     await nodeConnect(t, listener.port)
     ctx.connect('127.0.0.1', server.port)
     await until(() => tracker.count('open') === 3, 'three opens')
@@ -298,8 +292,7 @@ test('re-entrant closes from inside handlers: loop.close() in onData, context.cl
         ctx.close()
       },
     })
-    const listener = ctx.listen('127.0.0.1', 0)
-    await nodeConnect(t, listener.port)
+    const { listener } = await listenAndConnect(t, ctx)
     await tracker.wait('close')
     t.true(listener.isClosed)
     const socket = ctx.connect('127.0.0.1', refused)
@@ -315,8 +308,7 @@ test('listen / connect from an onClose that loop.close() fires: throws ERR_LOOP_
   // Whether a handle made during loop.close() is caught by it depends on its slot: try 10 loops.
   const leaked: string[] = []
   for (let round = 0; round < 10; round++) {
-    const loop = new Loop()
-    t.teardown(() => loop.close())
+    const loop = newLoop(t)
     const ctx = new SocketContext(loop)
     const made: any[] = []
     const tracker = new Tracker(ctx, {
@@ -347,18 +339,6 @@ test('listen / connect from an onClose that loop.close() fires: throws ERR_LOOP_
 })
 
 // --- bad arguments ---------------------------------------------------------------------------------
-
-function typeError(t: any, fn: () => unknown, name: string): void {
-  const err = t.throws(fn, { instanceOf: TypeError }, `expected a TypeError naming "${name}"`)
-  t.is(err?.code, 'ERR_INVALID_ARG_TYPE', `code for "${name}"`)
-  t.true((err?.message ?? '').includes(`"${name}"`), `message does not name "${name}": ${err?.message}`)
-}
-
-function rangeError(t: any, fn: () => unknown, name: string): void {
-  const err = t.throws(fn, { instanceOf: RangeError }, `expected a RangeError naming "${name}"`)
-  t.is(err?.code, 'ERR_OUT_OF_RANGE', `code for "${name}"`)
-  t.true((err?.message ?? '').includes(`"${name}"`), `message does not name "${name}": ${err?.message}`)
-}
 
 test('bad arguments: TypeError / RangeError naming the argument, on open and on closed handles', async (t) => {
   const { loop, ctx } = newContext(t)

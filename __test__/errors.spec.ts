@@ -1,18 +1,8 @@
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 
 import { Loop, Timer, Poll, READABLE } from '..'
 
-import { lastJson, runFixture, sleep, waitFor } from './helpers/util'
-
-interface Teardown {
-  teardown(fn: () => void): void
-}
-
-function newLoop(t: Teardown): Loop {
-  const loop = new Loop()
-  t.teardown(() => loop.close())
-  return loop
-}
+import { lastJson, newLoop, rangeError, runFixture, sleep, typeError, waitFor } from './helpers/util'
 
 const cb = () => {}
 
@@ -21,19 +11,8 @@ const AnyLoop: any = Loop
 const AnyTimer: any = Timer
 const AnyPoll: any = Poll
 
-function typeError(t: any, fn: () => unknown, name: string): void {
-  const err = t.throws(fn, { instanceOf: TypeError }, `expected a TypeError naming "${name}"`)
-  t.is(err?.code, 'ERR_INVALID_ARG_TYPE', `code for "${name}"`)
-  t.true((err?.message ?? '').includes(`"${name}"`), `message does not name "${name}": ${err?.message}`)
-}
-
-function rangeError(t: any, fn: () => unknown, name: string): void {
-  const err = t.throws(fn, { instanceOf: RangeError }, `expected a RangeError naming "${name}"`)
-  t.is(err?.code, 'ERR_OUT_OF_RANGE', `code for "${name}"`)
-  t.true((err?.message ?? '').includes(`"${name}"`), `message does not name "${name}": ${err?.message}`)
-}
-
-test('wrong types throw TypeError ERR_INVALID_ARG_TYPE naming the argument', (t) => {
+/** A fresh loop with a timer and a poll on it, all closed when the test ends. */
+function loopTimerPoll(t: ExecutionContext): { loop: Loop; timer: any; poll: any } {
   const loop = newLoop(t)
   const timer: any = new Timer(loop)
   const poll: any = new Poll(loop)
@@ -41,6 +20,11 @@ test('wrong types throw TypeError ERR_INVALID_ARG_TYPE naming the argument', (t)
     timer.close()
     poll.close()
   })
+  return { loop, timer, poll }
+}
+
+test('wrong types throw TypeError ERR_INVALID_ARG_TYPE naming the argument', (t) => {
+  const { loop, timer, poll } = loopTimerPoll(t)
 
   typeError(t, () => timer.set('x', 1), 'callback')
   typeError(t, () => timer.set(undefined, 1), 'callback')
@@ -70,13 +54,7 @@ test('wrong types throw TypeError ERR_INVALID_ARG_TYPE naming the argument', (t)
 })
 
 test('out-of-range numbers throw RangeError ERR_OUT_OF_RANGE naming the argument', (t) => {
-  const loop = newLoop(t)
-  const timer: any = new Timer(loop)
-  const poll: any = new Poll(loop)
-  t.teardown(() => {
-    timer.close()
-    poll.close()
-  })
+  const { timer, poll } = loopTimerPoll(t)
 
   rangeError(t, () => timer.set(cb, -1), 'ms')
   rangeError(t, () => timer.set(cb, 1.5), 'ms')

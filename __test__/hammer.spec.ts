@@ -1,7 +1,8 @@
-import { spawn } from 'node:child_process'
 import path from 'node:path'
 
 import test from 'ava'
+
+import { jsonSummary, runNodeProcess } from './helpers/util'
 
 // test/hammer.js: a seeded randomized lifecycle stress test after uSockets' hammer_test.c (see the
 // header of that file for what it does and checks). It runs in its own Node process, so that its
@@ -14,67 +15,14 @@ const KILL_MS = 120_000
 // After printing its summary the script closes nothing: the process must exit by itself.
 const EXIT_AFTER_SUMMARY_MS = 10_000
 
-interface Run {
-  code: number | null
-  signal: NodeJS.Signals | null
-  stdout: string
-  stderr: string
-  elapsedMs: number
-  killedBy: string | null
-}
-
-function runHammer(seed: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const start = performance.now()
-    const child = spawn(process.execPath, [SCRIPT, seed], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_OPTIONS: '' },
-    })
-    let stdout = ''
-    let stderr = ''
-    let killedBy: string | null = null
-    let exitTimer: NodeJS.Timeout | undefined
-    const kill = (why: string) => {
-      killedBy = why
-      child.kill('SIGKILL')
-    }
-    const killer = setTimeout(() => kill(`still running after ${KILL_MS} ms`), KILL_MS)
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk
-      if (exitTimer === undefined && stdout.includes('\n')) {
-        exitTimer = setTimeout(
-          () => kill(`printed its summary but did not exit by itself within ${EXIT_AFTER_SUMMARY_MS} ms`),
-          EXIT_AFTER_SUMMARY_MS,
-        )
-      }
-    })
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
-    child.on('error', (err) => {
-      clearTimeout(killer)
-      clearTimeout(exitTimer)
-      reject(err)
-    })
-    child.on('close', (code, signal) => {
-      clearTimeout(killer)
-      clearTimeout(exitTimer)
-      resolve({ code, signal, stdout, stderr, elapsedMs: performance.now() - start, killedBy })
-    })
-  })
-}
-
 test('hammer: random lifecycle operations on 5000 connections keep every invariant', async (t) => {
   t.timeout(KILL_MS + 30_000)
   const seed = process.env.HAMMER_SEED ?? '1'
-  const run = await runHammer(seed)
+  const run = await runNodeProcess([SCRIPT, seed], { timeoutMs: KILL_MS, exitAfterFirstLineMs: EXIT_AFTER_SUMMARY_MS })
   t.log(`seed ${seed}: ${Math.round(run.elapsedMs)} ms`)
 
-  let summary: any
-  try {
-    summary = JSON.parse(run.stdout.trim().split('\n').pop() ?? '')
-  } catch {
-    t.fail(`no JSON summary (exit ${run.code}, signal ${run.signal}, killed: ${run.killedBy})\nstdout: ${run.stdout}\nstderr: ${run.stderr}`)
-    return
-  }
+  const summary = jsonSummary(t, run)
+  if (summary === undefined) return
   t.log(
     `events ${JSON.stringify(summary.events)}, by context ${JSON.stringify(summary.eventsByContext)}, ` +
       `close codes ${JSON.stringify(summary.closeCodes)}, fds ${JSON.stringify(summary.fds)}, ` +

@@ -2,24 +2,21 @@ import { isMainThread } from 'node:worker_threads'
 
 import test from 'ava'
 
-import { Loop, type LoopOptions, Poll, READABLE, Timer, WRITABLE } from '..'
+import { Loop, Poll, READABLE, Timer, WRITABLE } from '..'
 
-import { busyWait, isSettled, lastJson, makeFifo, runFixture, sleep, waitFor, within } from './helpers/util'
-
-interface Teardown {
-  teardown(fn: () => void): void
-}
-
-function newLoop(t: Teardown, options?: LoopOptions): Loop {
-  const loop = new Loop(options)
-  t.teardown(() => loop.close())
-  return loop
-}
+import { busyWait, fifoFor, isSettled, lastJson, newLoop, runFixture, sleep, waitFor, within } from './helpers/util'
 
 function expectLoopClosed(t: any, fn: () => unknown, what: string): void {
   const err = t.throws(fn, undefined, `${what} did not throw on a closed loop`)
   t.is(err?.code, 'ERR_LOOP_CLOSED', `${what}: wrong code`)
   t.true(err instanceof Error)
+}
+
+/** A new timer of `loop`, armed with `set(callback, ms, repeatMs)`. */
+function armedTimer(loop: Loop, callback: () => unknown, ms: number, repeatMs: number): Timer {
+  const timer = new Timer(loop)
+  timer.set(callback, ms, repeatMs)
+  return timer
 }
 
 test('Loop.default() returns the same loop every time', (t) => {
@@ -65,8 +62,7 @@ test.serial('run() resolves once the last non-fallthrough handle is gone', async
 
 test.serial('run() waits for every holding handle, not just the first to go', async (t) => {
   const loop = newLoop(t)
-  const fifo = makeFifo()
-  t.teardown(() => fifo.close())
+  const fifo = fifoFor(t)
   const short = new Timer(loop)
   const long = new Timer(loop)
   const repeating = new Timer(loop)
@@ -104,8 +100,7 @@ test('run() on an idle loop resolves at once', async (t) => {
   const loop = newLoop(t)
   t.true(await isSettled(loop.run()))
   // Unarmed timers, an initialised but unstarted poll and fallthrough handles hold nothing.
-  const fifo = makeFifo()
-  t.teardown(() => fifo.close())
+  const fifo = fifoFor(t)
   const unarmed = new Timer(loop)
   const poll = new Poll(loop)
   poll.init(fifo.fd)
@@ -202,8 +197,7 @@ test('after close(): new handles and wakeup() throw ERR_LOOP_CLOSED, run() resol
 
 test('close() resolves a pending run()', async (t) => {
   const loop = new Loop()
-  const timer = new Timer(loop)
-  timer.set(() => {}, 10_000, 0)
+  armedTimer(loop, () => {}, 10_000, 0)
   const run = loop.run()
   t.false(await isSettled(run))
   loop.close()
@@ -212,11 +206,9 @@ test('close() resolves a pending run()', async (t) => {
 
 test('methods of handles created before close() are harmless no-ops', async (t) => {
   const loop = new Loop()
-  const fifo = makeFifo()
-  t.teardown(() => fifo.close())
+  const fifo = fifoFor(t)
   let calls = 0
-  const armed = new Timer(loop)
-  armed.set(() => calls++, 1, 1)
+  const armed = armedTimer(loop, () => calls++, 1, 1)
   const unarmed = new Timer(loop)
   const started = new Poll(loop)
   started.init(fifo.fd)
@@ -259,15 +251,11 @@ test('methods of handles created before close() are harmless no-ops', async (t) 
 
 test.serial('armed timers and started polls of a closed loop never fire, even when already queued', async (t) => {
   const loop = new Loop()
-  const fifo = makeFifo()
-  t.teardown(() => fifo.close())
+  const fifo = fifoFor(t)
   let calls = 0
-  const once = new Timer(loop)
-  once.set(() => calls++, 1, 0)
-  const repeating = new Timer(loop)
-  repeating.set(() => calls++, 1, 1)
-  const later = new Timer(loop)
-  later.set(() => calls++, 30, 0)
+  armedTimer(loop, () => calls++, 1, 0)
+  armedTimer(loop, () => calls++, 1, 1)
+  armedTimer(loop, () => calls++, 30, 0)
   const poll = new Poll(loop)
   poll.init(fifo.fd)
   poll.start(READABLE, () => calls++)
@@ -281,18 +269,17 @@ test.serial('armed timers and started polls of a closed loop never fire, even wh
 test('closing a loop from inside one of its callbacks drops the rest of the batch', async (t) => {
   const loop = new Loop()
   const order: string[] = []
-  const timers = ['a', 'b', 'c'].map((name) => {
-    const timer = new Timer(loop)
-    timer.set(
+  const timers = ['a', 'b', 'c'].map((name) =>
+    armedTimer(
+      loop,
       () => {
         order.push(name)
         loop.close()
       },
       1,
       0,
-    )
-    return timer
-  })
+    ),
+  )
   busyWait(15) // all three expire in one batch
   t.true(await waitFor(() => order.length > 0))
   await sleep(30)
@@ -327,9 +314,7 @@ test('a loop with the smallest maxPendingBytes still delivers everything', async
   let fired = 0
   const timers: Timer[] = []
   for (let i = 0; i < count; i++) {
-    const timer = new Timer(loop)
-    timer.set(() => fired++, 1, 0)
-    timers.push(timer)
+    timers.push(armedTimer(loop, () => fired++, 1, 0))
   }
   t.not(await within(loop.run(), 10_000), 'timeout')
   t.is(fired, count)

@@ -5,25 +5,29 @@ import { Worker } from 'node:worker_threads'
 
 import test from 'ava'
 
-import { Loop, Poll, READABLE, WRITABLE } from '..'
+import { type HandleOptions, Loop, Poll, READABLE, WRITABLE } from '..'
 
-import { busyWait, type Fifo, isSettled, makeFifo, sleep, waitFor, within } from './helpers/util'
+import { busyWait, type Fifo, fifoFor, isSettled, newLoop, sleep, type Teardown, waitFor, within } from './helpers/util'
 
-interface Teardown {
-  teardown(fn: () => void): void
+/** A fresh loop and FIFO (both closed when the test ends), and a poll of that loop on the FIFO. */
+function fifoPoll(t: Teardown, options?: HandleOptions): { loop: Loop; fifo: Fifo; poll: Poll } {
+  const loop = newLoop(t)
+  const fifo = fifoFor(t)
+  const poll = new Poll(loop, options)
+  poll.init(fifo.fd)
+  return { loop, fifo, poll }
 }
 
-function newLoop(t: Teardown): Loop {
-  const loop = new Loop()
-  t.teardown(() => loop.close())
-  return loop
-}
-
-/** A FIFO closed (and removed) at the end of the test, after the loop is closed. */
-function fifoFor(t: Teardown): Fifo {
-  const fifo = makeFifo()
-  t.teardown(() => fifo.close())
-  return fifo
+/**
+ * Starts `poll` (READABLE) counting its callbacks, then makes `fifo` readable (writes `data`) and
+ * keeps this thread busy for `busyMs`, so that the loop thread queues a report meanwhile.
+ */
+function startWithQueuedReport(poll: Poll, fifo: Fifo, data: string, busyMs: number): { calls: number } {
+  const counter = { calls: 0 }
+  poll.start(READABLE, () => counter.calls++)
+  fifo.write(data)
+  busyWait(busyMs)
+  return counter
 }
 
 test('the constants are the documented numbers', (t) => {
@@ -73,10 +77,7 @@ test('start() before init() throws ERR_POLL_NOT_INITIALIZED', (t) => {
 })
 
 test('start(READABLE) fires with READABLE once the fd has data', async (t) => {
-  const loop = newLoop(t)
-  const fifo = fifoFor(t)
-  const poll = new Poll(loop)
-  poll.init(fifo.fd)
+  const { fifo, poll } = fifoPoll(t)
   const calls: Array<{ arg: unknown; events: number; data: string }> = []
   poll.start(READABLE, (arg: unknown, events: number) => {
     calls.push({ arg, events, data: fifo.readAll().toString() })
@@ -107,10 +108,7 @@ test('a poll constructed without a loop runs on Loop.default()', async (t) => {
 })
 
 test('delivery is level-triggered: unread data fires again, drained data stops', async (t) => {
-  const loop = newLoop(t)
-  const fifo = fifoFor(t)
-  const poll = new Poll(loop)
-  poll.init(fifo.fd)
+  const { fifo, poll } = fifoPoll(t)
   let calls = 0
   const seen: number[] = []
   poll.start(READABLE, (_p: unknown, events: number) => {
@@ -130,10 +128,7 @@ test('delivery is level-triggered: unread data fires again, drained data stops',
 })
 
 test('a callback is never re-entered, and every report is true when made', async (t) => {
-  const loop = newLoop(t)
-  const fifo = fifoFor(t)
-  const poll = new Poll(loop)
-  poll.init(fifo.fd)
+  const { fifo, poll } = fifoPoll(t)
   let inside = false
   let reentered = false
   const reads: number[] = []
@@ -160,19 +155,13 @@ test('a callback is never re-entered, and every report is true when made', async
 })
 
 test('stop() prevents further callbacks, including already queued ones', async (t) => {
-  const loop = newLoop(t)
-  const fifo = fifoFor(t)
+  const { loop, fifo, poll: queued } = fifoPoll(t)
 
   // Queued: the fd became readable and the loop thread reported it while this thread was busy.
-  const queued = new Poll(loop)
-  queued.init(fifo.fd)
-  let queuedCalls = 0
-  queued.start(READABLE, () => queuedCalls++)
-  fifo.write('data')
-  busyWait(25)
+  const queuedCalls = startWithQueuedReport(queued, fifo, 'data', 25)
   queued.stop()
   await sleep(50)
-  t.is(queuedCalls, 0, 'a report queued before stop() was delivered')
+  t.is(queuedCalls.calls, 0, 'a report queued before stop() was delivered')
   t.true(await isSettled(loop.run()), 'a stopped poll holds the loop')
 
   // From its own callback, with data left unread.
@@ -189,10 +178,7 @@ test('stop() prevents further callbacks, including already queued ones', async (
 })
 
 test('a stopped poll can be started again', async (t) => {
-  const loop = newLoop(t)
-  const fifo = fifoFor(t)
-  const poll = new Poll(loop)
-  poll.init(fifo.fd)
+  const { fifo, poll } = fifoPoll(t)
   let calls = 0
   poll.start(READABLE, () => {
     calls++
@@ -213,10 +199,7 @@ test('a stopped poll can be started again', async (t) => {
 })
 
 test('change(WRITABLE) reports WRITABLE; change(READABLE) goes back', async (t) => {
-  const loop = newLoop(t)
-  const fifo = fifoFor(t)
-  const poll = new Poll(loop)
-  poll.init(fifo.fd)
+  const { poll } = fifoPoll(t)
   const seen: number[] = []
   poll.start(READABLE, (_p: unknown, events: number) => {
     seen.push(events)
@@ -236,10 +219,7 @@ test('change(WRITABLE) reports WRITABLE; change(READABLE) goes back', async (t) 
 })
 
 test('a report queued before change() only carries events of the new mask', async (t) => {
-  const loop = newLoop(t)
-  const fifo = fifoFor(t)
-  const poll = new Poll(loop)
-  poll.init(fifo.fd)
+  const { fifo, poll } = fifoPoll(t)
   fifo.write('r')
   const seen: number[] = []
   poll.start(READABLE, (_p: unknown, events: number) => {
@@ -255,10 +235,7 @@ test('a report queued before change() only carries events of the new mask', asyn
 })
 
 test('a poll for both events reports the ready subset', async (t) => {
-  const loop = newLoop(t)
-  const fifo = fifoFor(t)
-  const poll = new Poll(loop)
-  poll.init(fifo.fd)
+  const { fifo, poll } = fifoPoll(t)
   fifo.write('z')
   let events = -1
   poll.start(READABLE | WRITABLE, (_p: unknown, ready: number) => {
@@ -337,31 +314,22 @@ test('the poll never closes the fd', async (t) => {
 })
 
 test('a closed poll never fires, and close() is idempotent', async (t) => {
-  const loop = newLoop(t)
-  const fifo = fifoFor(t)
-  const poll = new Poll(loop)
-  poll.init(fifo.fd)
-  let calls = 0
-  poll.start(READABLE, () => calls++)
-  fifo.write('q')
-  busyWait(20)
+  const { loop, fifo, poll } = fifoPoll(t)
+  const counter = startWithQueuedReport(poll, fifo, 'q', 20)
   poll.close()
   await sleep(40)
-  t.is(calls, 0)
+  t.is(counter.calls, 0)
   t.notThrows(() => poll.close())
   t.notThrows(() => poll.stop())
-  t.notThrows(() => poll.start(READABLE, () => calls++))
+  t.notThrows(() => poll.start(READABLE, () => counter.calls++))
   t.notThrows(() => poll.change(WRITABLE))
   await sleep(30)
-  t.is(calls, 0)
+  t.is(counter.calls, 0)
   t.true(await isSettled(loop.run()))
 })
 
 test('a started poll holds run() until stop()', async (t) => {
-  const loop = newLoop(t)
-  const fifo = fifoFor(t)
-  const poll = new Poll(loop)
-  poll.init(fifo.fd)
+  const { loop, poll } = fifoPoll(t)
   poll.start(READABLE, () => {})
   const run = loop.run()
   t.false(await isSettled(run))
@@ -373,10 +341,7 @@ test('a started poll holds run() until stop()', async (t) => {
 })
 
 test('a fallthrough poll does not hold run()', async (t) => {
-  const loop = newLoop(t)
-  const fifo = fifoFor(t)
-  const poll = new Poll(loop, { fallthrough: true })
-  poll.init(fifo.fd)
+  const { loop, fifo, poll } = fifoPoll(t, { fallthrough: true })
   let data = ''
   poll.start(READABLE, () => (data += fifo.readAll().toString()))
   t.true(await isSettled(loop.run()))
@@ -413,10 +378,7 @@ test('FIFO helper sanity: the path is a FIFO in the temp dir', (t) => {
 })
 
 test('no readiness is lost while data keeps arriving from another thread', async (t) => {
-  const loop = newLoop(t)
-  const fifo = fifoFor(t)
-  const poll = new Poll(loop)
-  poll.init(fifo.fd)
+  const { fifo, poll } = fifoPoll(t)
   let received = 0
   let emptyReports = 0
   poll.start(READABLE, () => {

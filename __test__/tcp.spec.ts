@@ -10,8 +10,10 @@ import {
   closedPort,
   collect,
   deferred,
+  listenAndConnect,
   newContext,
-  newLoop,
+  addressesOf,
+  pausedNodeServer,
   nodeConnect,
   nodeServer,
   once,
@@ -22,7 +24,7 @@ import {
   until,
   withTimeout,
 } from './helpers/net'
-import { busyWait, isSettled, lastJson, sleep } from './helpers/util'
+import { busyWait, isSettled, lastJson, newLoop, sleep } from './helpers/util'
 
 // index.d.ts may not declare the socket classes yet.
 const usockets: any = require('..')
@@ -59,13 +61,7 @@ for (const [listenHost, peerHost, expected] of acceptCases) {
       },
       close(socket) {
         // Still readable inside onClose.
-        closedView.resolve({
-          remoteAddress: socket.remoteAddress,
-          remotePort: socket.remotePort,
-          localAddress: socket.localAddress,
-          localPort: socket.localPort,
-          isClosed: socket.isClosed,
-        })
+        closedView.resolve({ ...addressesOf(socket), isClosed: socket.isClosed })
       },
     })
     const closedView = deferred<any>()
@@ -119,12 +115,7 @@ for (const host of ['127.0.0.1', '::1']) {
         opened.resolve({ isClient, remoteAddress, isEstablished: socket.isEstablished })
       },
       close(socket) {
-        closedView.resolve({
-          remoteAddress: socket.remoteAddress,
-          remotePort: socket.remotePort,
-          localAddress: socket.localAddress,
-          localPort: socket.localPort,
-        })
+        closedView.resolve(addressesOf(socket))
       },
     })
     const socket = ctx.connect(host, server.port)
@@ -153,8 +144,7 @@ for (const host of ['127.0.0.1', '::1']) {
 test('onData: many small messages arrive in order as non-empty Buffers', async (t) => {
   const { ctx } = newContext(t)
   const tracker = new Tracker(ctx)
-  const listener = ctx.listen('127.0.0.1', 0)
-  const client = await nodeConnect(t, listener.port)
+  const { client } = await listenAndConnect(t, ctx)
   const expected: string[] = []
   for (let i = 0; i < 2000; i++) {
     const message = `message ${i};`
@@ -165,9 +155,7 @@ test('onData: many small messages arrive in order as non-empty Buffers', async (
   const total = Buffer.byteLength(expected.join(''))
   await until(() => tracker.received(socket).length >= total, 'all messages')
   t.is(tracker.received(socket).toString(), expected.join(''))
-  client.end()
-  await tracker.wait('close')
-  tracker.assertLifecycle(t)
+  await tracker.closeFromPeer(t, client)
 })
 
 test('server-side echo (send) of 8 MiB in chunks arrives intact; every kept onData Buffer keeps its content', async (t) => {
@@ -182,8 +170,7 @@ test('server-side echo (send) of 8 MiB in chunks arrives intact; every kept onDa
       socket.shutdown()
     },
   })
-  const listener = ctx.listen('127.0.0.1', 0)
-  const client = await nodeConnect(t, listener.port)
+  const { client } = await listenAndConnect(t, ctx)
   const payload = randomBytes(8 * MiB)
   const received = collect(client)
   for (let i = 0; i < payload.length; i += 64 * 1024) client.write(payload.subarray(i, i + 64 * 1024))
@@ -195,10 +182,7 @@ test('server-side echo (send) of 8 MiB in chunks arrives intact; every kept onDa
   // The Buffers given to onData still hold what arrived, long after their callbacks returned.
   t.true(kept.length > 1)
   t.is(sha256(kept), sha256(payload))
-  client.end()
-  await tracker.wait('close')
-  t.is(tracker.first('close')!.args[0], 0)
-  tracker.assertLifecycle(t)
+  t.is((await tracker.closeFromPeer(t, client)).args[0], 0)
 })
 
 test('shutdown() inside onEnd while send() data is still buffered: the FIN follows all of it (nothing is dropped)', async (t) => {
@@ -210,8 +194,7 @@ test('shutdown() inside onEnd while send() data is still buffered: the FIN follo
       socket.shutdown()
     },
   })
-  const listener = ctx.listen('127.0.0.1', 0)
-  const client = await nodeConnect(t, listener.port)
+  const { client } = await listenAndConnect(t, ctx)
   const received = readAll(client, 30_000)
   client.end('request')
   const data = await received
@@ -277,10 +260,8 @@ test('write: a string is sent as UTF-8, TypedArrays and DataViews as their bytes
   const { ctx } = newContext(t)
   const server = await nodeServer(t)
   const tracker = new Tracker(ctx)
-  const socket = ctx.connect('127.0.0.1', server.port)
-  const peer = await server.next()
+  const { socket, peer } = await tracker.connectTo(server)
   const received = readAll(peer)
-  await tracker.wait('open')
   const text = 'héllo wörld € 😀 ✓'
   const expected: Buffer[] = []
   const utf8 = Buffer.from(text, 'utf8')
@@ -309,14 +290,12 @@ test('write: a string is sent as UTF-8, TypedArrays and DataViews as their bytes
   expected.push(Buffer.from('more'))
   socket.shutdown()
   t.deepEqual(await received, Buffer.concat(expected))
-  peer.end()
-  await tracker.wait('close')
-  tracker.assertLifecycle(t)
+  await tracker.closeFromPeer(t, peer)
 })
 
 test('write returns what the kernel took; after a partial write onWritable comes and the peer receives exactly the bytes written', async (t) => {
   const { ctx } = newContext(t)
-  const server = await nodeServer(t, '127.0.0.1', (peer) => peer.pause())
+  const server = await pausedNodeServer(t)
   const payload = randomBytes(32 * MiB)
   const CHUNK = 256 * 1024
   let offset = 0
@@ -346,9 +325,7 @@ test('write returns what the kernel took; after a partial write onWritable comes
       pump(socket)
     },
   })
-  ctx.connect('127.0.0.1', server.port)
-  const peer = await server.next()
-  await tracker.wait('open')
+  const { peer } = await tracker.connectTo(server)
   await until(() => partialWrites > 0, 'a partial write')
   // The peer reads nothing yet: no onWritable while the kernel buffers stay full.
   await sleep(200)
@@ -364,16 +341,14 @@ test('write returns what the kernel took; after a partial write onWritable comes
   t.is(offset, payload.length)
   t.is(data.length, payload.length)
   t.is(sha256(data), sha256(payload))
-  peer.end()
-  await tracker.wait('close')
-  tracker.assertLifecycle(t)
+  await tracker.closeFromPeer(t, peer)
 })
 
 // --- send, bufferedAmount, highWaterMark ------------------------------------------------------------
 
 test('send(32 MiB) to a paused peer: false, bufferedAmount >= highWaterMark, write returns 0; onWritable once drained with bufferedAmount 0; every byte in order', async (t) => {
   const { ctx } = newContext(t)
-  const server = await nodeServer(t, '127.0.0.1', (peer) => peer.pause())
+  const server = await pausedNodeServer(t)
   const payload = randomBytes(32 * MiB)
   const writableViews: number[] = []
   let resumed = false
@@ -398,9 +373,7 @@ test('send(32 MiB) to a paused peer: false, bufferedAmount >= highWaterMark, wri
       }
     },
   })
-  ctx.connect('127.0.0.1', server.port)
-  const peer = await server.next()
-  await tracker.wait('open')
+  const { peer } = await tracker.connectTo(server)
   await sleep(300)
   t.is(tracker.count('writable'), 0)
   const received = readAll(peer, 40_000)
@@ -412,14 +385,12 @@ test('send(32 MiB) to a paused peer: false, bufferedAmount >= highWaterMark, wri
   const data = await received
   t.is(data.length, payload.length + 6)
   t.is(sha256(data), sha256([Buffer.from('small'), payload, Buffer.from('!')]))
-  peer.end()
-  await tracker.wait('close')
-  tracker.assertLifecycle(t)
+  await tracker.closeFromPeer(t, peer)
 })
 
 test('send with highWaterMark 1024: every send returns bufferedAmount < highWaterMark; onWritable with 0 buffered once drained', async (t) => {
   const { ctx } = newContext(t, { highWaterMark: 1024 })
-  const server = await nodeServer(t, '127.0.0.1', (peer) => peer.pause())
+  const server = await pausedNodeServer(t)
   const chunks: Buffer[] = []
   const mismatches: string[] = []
   let sawFalse = false
@@ -447,23 +418,19 @@ test('send with highWaterMark 1024: every send returns bufferedAmount < highWate
       }
     },
   })
-  ctx.connect('127.0.0.1', server.port)
-  const peer = await server.next()
-  await tracker.wait('open')
+  const { peer } = await tracker.connectTo(server)
   t.true(sawFalse, 'send never returned false against a paused peer')
   t.deepEqual(mismatches, [])
   const received = readAll(peer, 40_000)
   peer.resume()
   t.is(await withTimeout(drained.promise, 20_000, 'onWritable'), 0)
   t.is(sha256(await received), sha256(chunks))
-  peer.end()
-  await tracker.wait('close')
-  tracker.assertLifecycle(t)
+  await tracker.closeFromPeer(t, peer)
 })
 
 test('shutdown() after send: the FIN follows the buffered data', async (t) => {
   const { ctx } = newContext(t)
-  const server = await nodeServer(t, '127.0.0.1', (peer) => peer.pause())
+  const server = await pausedNodeServer(t)
   const payload = randomBytes(4 * MiB)
   const tracker = new Tracker(ctx, {
     open(socket) {
@@ -473,17 +440,13 @@ test('shutdown() after send: the FIN follows the buffered data', async (t) => {
       t.false(socket.send('late'), 'send after shutdown takes nothing')
     },
   })
-  ctx.connect('127.0.0.1', server.port)
-  const peer = await server.next()
-  await tracker.wait('open')
+  const { peer } = await tracker.connectTo(server)
   const received = readAll(peer, 20_000)
   await sleep(100)
   peer.resume()
   const data = await received
   t.is(sha256(data), sha256(payload))
-  peer.end()
-  t.is((await tracker.wait('close')).args[0], 0)
-  tracker.assertLifecycle(t)
+  t.is((await tracker.closeFromPeer(t, peer)).args[0], 0)
 })
 
 // --- onEnd, shutdown, close ---------------------------------------------------------------------------
@@ -499,8 +462,7 @@ test('onEnd with a handler: the socket stays writable after the peer FIN; the re
       t.true(socket.isShutDown)
     },
   })
-  const listener = ctx.listen('127.0.0.1', 0)
-  const client = await nodeConnect(t, listener.port)
+  const { client } = await listenAndConnect(t, ctx)
   const received = readAll(client)
   client.end('request')
   t.is((await received).toString(), 'reply after end')
@@ -515,8 +477,7 @@ test('onEnd with a handler: the socket stays writable after the peer FIN; the re
 test('onEnd without a handler: the socket is closed, onClose(socket, 0, undefined)', async (t) => {
   const { ctx } = newContext(t)
   const tracker = new Tracker(ctx)
-  const listener = ctx.listen('127.0.0.1', 0)
-  const client = await nodeConnect(t, listener.port)
+  const { client } = await listenAndConnect(t, ctx)
   client.end('bye')
   const closed = once(client, 'close')
   const close = await tracker.wait('close')
@@ -596,8 +557,7 @@ test('nothing fires after onClose: close() inside onData while the peer keeps se
     },
     end() {},
   })
-  const listener = ctx.listen('127.0.0.1', 0)
-  const client = await nodeConnect(t, listener.port)
+  const { client } = await listenAndConnect(t, ctx)
   for (let i = 0; i < 200; i++) client.write(Buffer.alloc(1024, i))
   client.end()
   const close = await tracker.wait('close')
@@ -614,8 +574,7 @@ test('close() inside onOpen: onClose follows, nothing else', async (t) => {
     },
     end() {},
   })
-  const listener = ctx.listen('127.0.0.1', 0)
-  const client = await nodeConnect(t, listener.port)
+  const { client } = await listenAndConnect(t, ctx)
   client.write('data that nobody reads')
   await once(client, 'close')
   await sleep(100)
@@ -652,8 +611,7 @@ test('close() on a connecting socket cancels it silently: no onOpen, onClose or 
 test('peer reset on an accepted socket: onClose gets a non-zero code and an Error with code ECONNRESET', async (t) => {
   const { ctx } = newContext(t)
   const tracker = new Tracker(ctx)
-  const listener = ctx.listen('127.0.0.1', 0)
-  const client = await nodeConnect(t, listener.port)
+  const { client } = await listenAndConnect(t, ctx)
   client.write('x')
   await tracker.wait('data')
   client.resetAndDestroy()
@@ -669,9 +627,7 @@ test('peer reset on a connected socket: onClose gets a non-zero code and an Erro
   const { ctx } = newContext(t)
   const server = await nodeServer(t)
   const tracker = new Tracker(ctx)
-  ctx.connect('127.0.0.1', server.port)
-  const peer = await server.next()
-  await tracker.wait('open')
+  const { peer } = await tracker.connectTo(server)
   peer.resetAndDestroy()
   const close = await tracker.wait('close')
   t.not(close.args[0], 0)
@@ -898,8 +854,7 @@ test('timeout(1) fires onTimeout between 1 and 1 + TIMEOUT_GRANULARITY s, once, 
   const once1 = ctx.connect('127.0.0.1', server.port, { ext: 'once' })
   const rearm = ctx.connect('127.0.0.1', server.port, { ext: 'rearm' })
   // A server-side (accepted) socket too.
-  const listener = ctx.listen('127.0.0.1', 0)
-  await nodeConnect(t, listener.port)
+  await listenAndConnect(t, ctx)
   await tracker.wait('timeout', once1, 8000)
   await tracker.wait('timeout', rearm, 14_000, 1)
   await until(() => tracker.count('timeout') >= 4, 'the accepted socket timeout', 8000)
@@ -974,8 +929,7 @@ test('pause(): no onData while paused; after resume() the data arrives in order'
       socket.pause()
     },
   })
-  const listener = ctx.listen('127.0.0.1', 0)
-  const client = await nodeConnect(t, listener.port)
+  const { client } = await listenAndConnect(t, ctx)
   const socket = (await tracker.wait('open')).socket
   const big = randomBytes(MiB)
   client.write('one,')
@@ -998,9 +952,7 @@ test('pause(): no onData while paused; after resume() the data arrives in order'
   socket.resume()
   socket.resume()
   await until(() => tracker.received(socket).length === expected.length + 5, "'later'")
-  client.end()
-  await tracker.wait('close')
-  tracker.assertLifecycle(t)
+  await tracker.closeFromPeer(t, client)
 })
 
 test('pause() inside onData: data (and the end) already read by the loop thread are not delivered until resume()', async (t) => {
@@ -1020,8 +972,7 @@ test('pause() inside onData: data (and the end) already read by the loop thread 
       socket.close()
     },
   })
-  const listener = ctx.listen('127.0.0.1', 0)
-  const client = await nodeConnect(t, listener.port)
+  const { client } = await listenAndConnect(t, ctx)
   const socket = (await tracker.wait('open')).socket
   // Blocking the JS thread lets the loop thread read each write as its own event: 'B' and the
   // end are queued behind 'A' when onData('A') pauses the socket.
@@ -1051,8 +1002,7 @@ test('shutdownRead(): the next read sees an end of stream: onEnd with a handler 
       socket.close()
     },
   })
-  const listener = ctx.listen('127.0.0.1', 0)
-  const client = await nodeConnect(t, listener.port)
+  const { client } = await listenAndConnect(t, ctx)
   const received = readAll(client)
   const close = await tracker.wait('close')
   t.deepEqual(tracker.events(close.socket), ['open', 'end', 'close'])
@@ -1082,8 +1032,7 @@ test('a slow JS consumer on a loop with a small maxPendingBytes still gets every
       busyWait(1)
     },
   })
-  const listener = ctx.listen('127.0.0.1', 0)
-  const client = await nodeConnect(t, listener.port)
+  const { client } = await listenAndConnect(t, ctx)
   const payload = randomBytes(16 * MiB)
   client.end(payload)
   const close = await tracker.wait('close', undefined, 30_000)
@@ -1215,8 +1164,7 @@ test('adoptSocket / link: later events reach the new context with ext intact and
     },
   })
   const childTracker = new Tracker(child, { end() {} })
-  const listener = ctx.listen('127.0.0.1', 0)
-  const client = await nodeConnect(t, listener.port)
+  const { client } = await listenAndConnect(t, ctx)
   const socket = (await tracker.wait('open')).socket
   client.write('adopt')
   await tracker.wait('data')
@@ -1270,8 +1218,7 @@ test('adoptSocket of a socket from another loop throws; the socket stays where i
   const { ctx } = newContext(t)
   const { ctx: foreign } = newContext(t)
   const tracker = new Tracker(ctx)
-  const listener = ctx.listen('127.0.0.1', 0)
-  await nodeConnect(t, listener.port)
+  await listenAndConnect(t, ctx)
   const socket = (await tracker.wait('open')).socket
   t.throws(() => foreign.adoptSocket(socket))
   t.is(socket.context, ctx)
@@ -1414,8 +1361,7 @@ test('loop.close() with open sockets: each onClose fires before close() returns;
       t.false(returned, 'onClose after loop.close() returned')
     },
   })
-  const listener = ctx.listen('127.0.0.1', 0)
-  const client = await nodeConnect(t, listener.port)
+  const { listener, client } = await listenAndConnect(t, ctx)
   const outgoing = ctx.connect('127.0.0.1', server.port)
   const peer = await server.next()
   await until(() => tracker.count('open') === 2, 'two opens')

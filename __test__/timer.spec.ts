@@ -1,13 +1,35 @@
 import test from 'ava'
 
-import { Loop, Timer } from '..'
+import { type HandleOptions, Loop, Timer } from '..'
 
-import { busyWait, isSettled, sleep, waitFor, within } from './helpers/util'
+import { busyWait, isSettled, newLoop, sleep, type Teardown, waitFor, within } from './helpers/util'
 
-function newLoop(t: { teardown(fn: () => void): void }): Loop {
-  const loop = new Loop()
-  t.teardown(() => loop.close())
-  return loop
+/** A fresh loop (closed when the test ends) and a timer on it. */
+function newTimer(t: Teardown, options?: HandleOptions): { loop: Loop; timer: Timer } {
+  const loop = newLoop(t)
+  return { loop, timer: new Timer(loop, options) }
+}
+
+/**
+ * Arms `timer` as a 1 ms one-shot whose callback re-arms it as a 1 ms repeating timer, closed by its
+ * fifth repeat. Returns the count of repeats so far.
+ */
+function rearmAsRepeating(timer: Timer): () => number {
+  let repeats = 0
+  timer.set(
+    () => {
+      timer.set(
+        () => {
+          if (++repeats === 5) timer.close()
+        },
+        1,
+        1,
+      )
+    },
+    1,
+    0,
+  )
+  return () => repeats
 }
 
 /** Arms a one-shot timer and resolves with the ms elapsed between set() and the callback. */
@@ -54,8 +76,7 @@ test('a timer constructed without a loop runs on Loop.default()', async (t) => {
 })
 
 test.serial('a repeating timer fires on schedule, never early, until close()', async (t) => {
-  const loop = newLoop(t)
-  const timer = new Timer(loop)
+  const { timer } = newTimer(t)
   const times: number[] = []
   const start = performance.now()
   timer.set(() => times.push(performance.now() - start), 10, 10)
@@ -69,8 +90,7 @@ test.serial('a repeating timer fires on schedule, never early, until close()', a
 })
 
 test('a repeating timer stops when closed from its own callback', async (t) => {
-  const loop = newLoop(t)
-  const timer = new Timer(loop)
+  const { loop, timer } = newTimer(t)
   let calls = 0
   timer.set(
     () => {
@@ -101,8 +121,7 @@ test.serial('set(cb, 0, 0) disarms: an expiry already queued never runs', async 
 })
 
 test.serial('set(cb, 0, 0) disarms a repeating timer from its own callback', async (t) => {
-  const loop = newLoop(t)
-  const timer = new Timer(loop)
+  const { timer } = newTimer(t)
   let calls = 0
   timer.set(
     () => {
@@ -167,8 +186,7 @@ test.serial('a new set() replaces the old one: the old callback and delay never 
 })
 
 test.serial("a one-shot timer's callback may set the same timer again", async (t) => {
-  const loop = newLoop(t)
-  const timer = new Timer(loop)
+  const { loop, timer } = newTimer(t)
   const gaps: number[] = []
   let last = performance.now()
   const cb = () => {
@@ -187,32 +205,17 @@ test.serial("a one-shot timer's callback may set the same timer again", async (t
 })
 
 test('a one-shot callback may re-arm its timer as a repeating one', async (t) => {
-  const loop = newLoop(t)
-  const timer = new Timer(loop)
-  let repeats = 0
-  timer.set(
-    () => {
-      timer.set(
-        () => {
-          if (++repeats === 5) timer.close()
-        },
-        1,
-        1,
-      )
-    },
-    1,
-    0,
-  )
-  t.true(await waitFor(() => repeats >= 5, 3000))
+  const { timer } = newTimer(t)
+  const repeats = rearmAsRepeating(timer)
+  t.true(await waitFor(() => repeats() >= 5, 3000))
   await sleep(20)
-  t.is(repeats, 5)
+  t.is(repeats(), 5)
 })
 
 // API.md: run() "resolves when the loop has no non-fallthrough handle left". A one-shot timer
 // whose callback arms it again never leaves the loop without one.
 test.serial('run() keeps waiting while a one-shot callback re-arms its timer', async (t) => {
-  const loop = newLoop(t)
-  const timer = new Timer(loop)
+  const { loop, timer } = newTimer(t)
   let fired = 0
   const cb = () => {
     if (++fired < 3) timer.set(cb, 10, 0)
@@ -224,28 +227,14 @@ test.serial('run() keeps waiting while a one-shot callback re-arms its timer', a
 })
 
 test.serial('run() keeps waiting while a one-shot callback re-arms its timer as a repeating one', async (t) => {
-  const loop = newLoop(t)
-  const timer = new Timer(loop)
-  let repeats = 0
-  timer.set(
-    () =>
-      timer.set(
-        () => {
-          if (++repeats === 5) timer.close()
-        },
-        1,
-        1,
-      ),
-    1,
-    0,
-  )
+  const { loop, timer } = newTimer(t)
+  const repeats = rearmAsRepeating(timer)
   t.not(await within(loop.run(), 3000), 'timeout')
-  t.is(repeats, 5, `run() resolved after ${repeats} of 5 repeats, with the timer still armed`)
+  t.is(repeats(), 5, `run() resolved after ${repeats()} of 5 repeats, with the timer still armed`)
 })
 
 test('timer.ext holds any value, undefined until set', (t) => {
-  const loop = newLoop(t)
-  const timer = new Timer(loop)
+  const { loop, timer } = newTimer(t)
   t.is(timer.ext, undefined)
   const values = [42, 'text', null, { deep: [1, 2] }, () => 1, Symbol('s'), 10n, undefined]
   for (const value of values) {
@@ -262,8 +251,7 @@ test('timer.ext holds any value, undefined until set', (t) => {
 })
 
 test('set() on a closed timer does nothing', async (t) => {
-  const loop = newLoop(t)
-  const timer = new Timer(loop)
+  const { loop, timer } = newTimer(t)
   timer.close()
   let calls = 0
   t.notThrows(() => timer.set(() => calls++, 1, 0))
@@ -276,8 +264,7 @@ test('set() on a closed timer does nothing', async (t) => {
 })
 
 test('closing an armed timer stops it', async (t) => {
-  const loop = newLoop(t)
-  const timer = new Timer(loop)
+  const { loop, timer } = newTimer(t)
   let calls = 0
   timer.set(() => calls++, 1, 0)
   busyWait(15)
@@ -303,8 +290,7 @@ test('the fallthrough option is type-checked', (t) => {
 })
 
 test('a fallthrough timer fires but does not hold run()', async (t) => {
-  const loop = newLoop(t)
-  const timer = new Timer(loop, { fallthrough: true })
+  const { loop, timer } = newTimer(t, { fallthrough: true })
   const fired = fireOnce(timer, 30)
   t.true(await isSettled(loop.run()), 'run() waits for a fallthrough timer')
   const result = await within(fired, 2000)

@@ -27,6 +27,7 @@
 // rssLimitDelta, ... }. Exit code 0 only if every check held.
 
 const { spawn } = require('node:child_process')
+const { busyWait, sleep } = require('./fixtures/lib')
 
 const MiB = 1024 * 1024
 const PATTERN_PERIOD = 256 // (i * 31 + 7) & 255 repeats every 256 bytes
@@ -137,13 +138,6 @@ function sampleRss() {
   }
 }
 
-function busyWait(ms) {
-  const end = performance.now() + ms
-  while (performance.now() < end) {
-    // the slow consumer
-  }
-}
-
 /** Compares `data` with the pattern at the current offset; remembers the first mismatch. */
 function verify(data) {
   let offset = received
@@ -230,7 +224,7 @@ function receivedAt(time) {
 async function main() {
   const sampler = setInterval(sampleRss, 20)
   // Let the start-up settle, then take the baseline right before the sender starts.
-  await new Promise((resolve) => setTimeout(resolve, 200))
+  await sleep(200)
   rssStart = rss()
   rssPeak = rssStart
   const started = performance.now()

@@ -61,8 +61,8 @@
 // Prints one JSON line (the summary) on stdout. On the wall-clock limit it prints the summary with
 // `timedOut: true` and a description of the sockets still open, and exits 1.
 
-const fs = require('node:fs')
 const { Loop, SocketContext } = require('..')
+const { fds: fdCount } = require('./fixtures/lib')
 
 const SEED = (Number(process.argv[2] ?? process.env.HAMMER_SEED ?? 1) >>> 0) || 1
 const CLIENTS = Number(process.env.HAMMER_CLIENTS ?? 5000)
@@ -89,7 +89,6 @@ function random() {
 }
 const rand = (n) => Math.floor(random() * n)
 
-const fdCount = () => fs.readdirSync('/proc/self/fd').length
 const started = performance.now()
 const elapsed = () => Math.round(performance.now() - started)
 

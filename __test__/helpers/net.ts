@@ -8,24 +8,13 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 
-import { type FixtureResult, sleep } from './util'
+import { type FixtureResult, type Teardown, newLoop, runNodeProcess, sleep } from './util'
 
 /** The package root (what `require('..')` in a spec loads). */
 export const ROOT = path.join(__dirname, '..', '..')
 
 // index.d.ts may not declare the socket classes yet: the specs use an untyped view of the module.
 const usockets: any = require(ROOT)
-
-export interface Teardown {
-  teardown(fn: () => void | Promise<void>): void
-}
-
-/** A fresh Loop, closed when the test ends. */
-export function newLoop(t: Teardown, options?: object): any {
-  const loop = new usockets.Loop(options)
-  t.teardown(() => loop.close())
-  return loop
-}
 
 /** A fresh SocketContext on a fresh Loop; both closed when the test ends. */
 export function newContext(t: Teardown, options?: object): { loop: any; ctx: any } {
@@ -198,6 +187,28 @@ export function once<T = unknown>(emitter: NodeJS.EventEmitter, event: string, m
   )
 }
 
+/** `ctx` listens on 127.0.0.1 (an ephemeral port); a node:net client connects to that listener. */
+export async function listenAndConnect(t: Teardown, ctx: any): Promise<{ listener: any; client: net.Socket }> {
+  const listener = ctx.listen('127.0.0.1', 0)
+  const client = await nodeConnect(t, listener.port)
+  return { listener, client }
+}
+
+/** A node:net server on 127.0.0.1 whose connections are paused (they read nothing until resumed). */
+export function pausedNodeServer(t: Teardown): Promise<NodeServer> {
+  return nodeServer(t, '127.0.0.1', (peer) => peer.pause())
+}
+
+/** The four addresses of `socket` (still readable in its onClose). */
+export function addressesOf(socket: any): { remoteAddress: string; remotePort: number; localAddress: string; localPort: number } {
+  return {
+    remoteAddress: socket.remoteAddress,
+    remotePort: socket.remotePort,
+    localAddress: socket.localAddress,
+    localPort: socket.localPort,
+  }
+}
+
 /** A TCP port on 127.0.0.1 that nothing listens on (bound once, then freed). */
 export async function closedPort(host = '127.0.0.1'): Promise<number> {
   const server = net.createServer()
@@ -233,30 +244,7 @@ export function randomBytes(size: number): Buffer {
  */
 export function runNode(code: string, timeoutMs = 10_000, args: string[] = []): Promise<FixtureResult> {
   const script = `'use strict'\nconst usockets = require(${JSON.stringify(ROOT)});\n${code}`
-  return new Promise((resolve, reject) => {
-    const start = performance.now()
-    const child = spawn(process.execPath, ['-e', script, '--', ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_OPTIONS: '' },
-    })
-    let stdout = ''
-    let stderr = ''
-    let timedOut = false
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
-    const killer = setTimeout(() => {
-      timedOut = true
-      child.kill('SIGKILL')
-    }, timeoutMs)
-    child.on('error', (err) => {
-      clearTimeout(killer)
-      reject(err)
-    })
-    child.on('close', (code, signal) => {
-      clearTimeout(killer)
-      resolve({ code, signal, stdout, stderr, elapsedMs: performance.now() - start, timedOut })
-    })
-  })
+  return runNodeProcess(['-e', script, '--', ...args], { timeoutMs })
 }
 
 /**
@@ -317,6 +305,9 @@ export interface TrackedEvent {
   at: number
 }
 
+/** The assertions `Tracker.assertLifecycle` makes (a subset of ava's `t`). */
+export type LifecycleAsserts = { is: Function; true: Function; deepEqual: Function }
+
 export type Hooks = Partial<Record<TrackedEvent['event'], (socket: any, ...args: any[]) => void>>
 
 /**
@@ -326,7 +317,11 @@ export type Hooks = Partial<Record<TrackedEvent['event'], (socket: any, ...args:
 export class Tracker {
   log: TrackedEvent[] = []
 
-  constructor(ctx: any, hooks: Hooks = {}) {
+  constructor(
+    /** The context whose handlers record (`connectTo` connects with it). */
+    readonly ctx: any,
+    hooks: Hooks = {},
+  ) {
     const record = (event: TrackedEvent['event']) => (socket: any, ...args: any[]) => {
       this.log.push({ event, socket, args, at: performance.now() })
       hooks[event]?.(socket, ...args)
@@ -362,6 +357,25 @@ export class Tracker {
     return matching()[n]
   }
 
+  /**
+   * Connects the tracked context to `server` (on 127.0.0.1); resolves once an onOpen ran, with our
+   * socket and the server's end of it.
+   */
+  async connectTo(server: NodeServer): Promise<{ socket: any; peer: net.Socket }> {
+    const socket = this.ctx.connect('127.0.0.1', server.port)
+    const peer = await server.next()
+    await this.wait('open')
+    return { socket, peer }
+  }
+
+  /** Ends the node:net side `peer`; once an onClose ran (resolves with it), checks the lifecycle. */
+  async closeFromPeer(t: LifecycleAsserts, peer: net.Socket): Promise<TrackedEvent> {
+    peer.end()
+    const close = await this.wait('close')
+    this.assertLifecycle(t)
+    return close
+  }
+
   /** The bytes `socket` received so far, in order. */
   received(socket: any): Buffer {
     return Buffer.concat(this.log.filter((e) => e.event === 'data' && e.socket === socket).map((e) => e.args[0]))
@@ -376,7 +390,7 @@ export class Tracker {
    * API.md's order per socket: onOpen first and once, onClose last and once, nothing after it;
    * a failed connect has its onConnectError alone; onData never gets an empty Buffer.
    */
-  assertLifecycle(t: { is: Function; true: Function; deepEqual: Function }, sockets = this.sockets()): void {
+  assertLifecycle(t: LifecycleAsserts, sockets = this.sockets()): void {
     for (const socket of sockets) {
       const events = this.events(socket)
       if (events.includes('connectError')) {

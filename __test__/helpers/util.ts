@@ -4,7 +4,21 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 
+import { Loop, type LoopOptions } from '../..'
+
 export const FIXTURES = path.join(__dirname, '..', '..', 'test', 'fixtures')
+
+/** What the helpers need of ava's `t` to register cleanup. */
+export interface Teardown {
+  teardown(fn: () => void | Promise<void>): void
+}
+
+/** A fresh Loop, closed when the test ends. */
+export function newLoop(t: Teardown, options?: LoopOptions): Loop {
+  const loop = new Loop(options)
+  t.teardown(() => loop.close())
+  return loop
+}
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
@@ -42,6 +56,26 @@ export async function isSettled(promise: Promise<unknown>): Promise<boolean> {
   const marker = Symbol('pending')
   const winner = await Promise.race([promise.then(() => true, () => true), new Promise((resolve) => setImmediate(() => resolve(marker)))])
   return winner !== marker
+}
+
+/**
+ * Asserts that `fn` throws an `instanceOf` error with `code` whose message names the argument
+ * `name` (in double quotes).
+ */
+function argError(t: any, fn: () => unknown, name: string, instanceOf: typeof TypeError, code: string): void {
+  const err = t.throws(fn, { instanceOf }, `expected a ${instanceOf.name} naming "${name}"`)
+  t.is(err?.code, code, `code for "${name}"`)
+  t.true((err?.message ?? '').includes(`"${name}"`), `message does not name "${name}": ${err?.message}`)
+}
+
+/** `fn` throws a TypeError ERR_INVALID_ARG_TYPE naming the argument `name`. */
+export function typeError(t: any, fn: () => unknown, name: string): void {
+  argError(t, fn, name, TypeError, 'ERR_INVALID_ARG_TYPE')
+}
+
+/** `fn` throws a RangeError ERR_OUT_OF_RANGE naming the argument `name`. */
+export function rangeError(t: any, fn: () => unknown, name: string): void {
+  argError(t, fn, name, RangeError, 'ERR_OUT_OF_RANGE')
 }
 
 /** A pollable descriptor made by Node alone: a FIFO opened read-write, non-blocking. */
@@ -96,41 +130,84 @@ export function makeFifo(): Fifo {
   }
 }
 
+/** A FIFO closed (and removed) at the end of the test, after a loop made before it is closed. */
+export function fifoFor(t: Teardown): Fifo {
+  const fifo = makeFifo()
+  t.teardown(() => fifo.close())
+  return fifo
+}
+
 export interface FixtureResult {
   code: number | null
   signal: NodeJS.Signals | null
   stdout: string
   stderr: string
   elapsedMs: number
+  /** Killed for running longer than its `timeoutMs`. */
   timedOut: boolean
+  /** Why the process was killed; null when it exited by itself. */
+  killedBy: string | null
 }
 
-/** Runs `test/fixtures/<name>` in a fresh Node process (no tsx), measuring wall time. */
-export function runFixture(name: string, args: string[] = [], timeoutMs = 10_000, nodeArgs: string[] = []): Promise<FixtureResult> {
+export interface ProcessOptions {
+  /** The process is killed (SIGKILL) when it still runs after this long. */
+  timeoutMs?: number
+  /** Added to the environment (NODE_OPTIONS is always emptied: no tsx in the child). */
+  env?: Record<string, string>
+  /** The process is killed when it has not exited this long after it printed its first line. */
+  exitAfterFirstLineMs?: number
+}
+
+/** Runs `node <args>` in a fresh process, collecting its output and measuring wall time. */
+export function runNodeProcess(args: string[], options: ProcessOptions = {}): Promise<FixtureResult> {
+  const { timeoutMs = 10_000, env = {}, exitAfterFirstLineMs } = options
   return new Promise((resolve, reject) => {
     const start = performance.now()
-    const child = spawn(process.execPath, [...nodeArgs, path.join(FIXTURES, name), ...args], {
+    const child = spawn(process.execPath, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_OPTIONS: '' },
+      env: { ...process.env, NODE_OPTIONS: '', ...env },
     })
     let stdout = ''
     let stderr = ''
     let timedOut = false
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+    let killedBy: string | null = null
+    let exitTimer: NodeJS.Timeout | undefined
+    const kill = (why: string) => {
+      killedBy = why
+      child.kill('SIGKILL')
+    }
     const killer = setTimeout(() => {
       timedOut = true
-      child.kill('SIGKILL')
+      kill(`still running after ${timeoutMs} ms`)
     }, timeoutMs)
-    child.on('error', (err) => {
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk
+      if (exitAfterFirstLineMs !== undefined && exitTimer === undefined && stdout.includes('\n')) {
+        exitTimer = setTimeout(
+          () => kill(`printed its first line but did not exit by itself within ${exitAfterFirstLineMs} ms`),
+          exitAfterFirstLineMs,
+        )
+      }
+    })
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+    const stopTimers = () => {
       clearTimeout(killer)
+      clearTimeout(exitTimer)
+    }
+    child.on('error', (err) => {
+      stopTimers()
       reject(err)
     })
     child.on('close', (code, signal) => {
-      clearTimeout(killer)
-      resolve({ code, signal, stdout, stderr, elapsedMs: performance.now() - start, timedOut })
+      stopTimers()
+      resolve({ code, signal, stdout, stderr, elapsedMs: performance.now() - start, timedOut, killedBy })
     })
   })
+}
+
+/** Runs `test/fixtures/<name>` in a fresh Node process (no tsx), measuring wall time. */
+export function runFixture(name: string, args: string[] = [], timeoutMs = 10_000, nodeArgs: string[] = []): Promise<FixtureResult> {
+  return runNodeProcess([...nodeArgs, path.join(FIXTURES, name), ...args], { timeoutMs })
 }
 
 /** The last line of `stdout` that parses as JSON. */
@@ -144,4 +221,17 @@ export function lastJson(stdout: string): any {
     }
   }
   throw new Error(`no JSON line in output: ${JSON.stringify(stdout)}`)
+}
+
+/**
+ * The JSON summary that a script prints as its very last line. When that line is not JSON, fails
+ * the test (with the exit status and the output) and returns undefined.
+ */
+export function jsonSummary(t: { fail(message?: string): void }, run: FixtureResult): any {
+  try {
+    return JSON.parse(run.stdout.trim().split('\n').pop() ?? '')
+  } catch {
+    t.fail(`no JSON summary (exit ${run.code}, signal ${run.signal}, killed: ${run.killedBy})\nstdout: ${run.stdout}\nstderr: ${run.stderr}`)
+    return undefined
+  }
 }
