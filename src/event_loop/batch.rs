@@ -83,10 +83,14 @@ impl Batch {
     /// A record followed by `payload` (its length is the record's `arg`).
     pub fn push_with_payload(&mut self, kind: EventKind, index: u32, stamp: u32, payload: &[u8]) {
         self.push(kind, index, stamp, payload.len() as u32);
-        let start = self.words.len();
-        self.words.resize(start + payload.len().div_ceil(4), 0);
-        bytemuck::cast_slice_mut::<u32, u8>(&mut self.words[start..])[..payload.len()]
-            .copy_from_slice(payload);
+        // Whole words straight from the bytes (no zero-filling first), then the padded tail.
+        let (words, tail) = payload.as_chunks::<4>();
+        self.words.extend(words.iter().map(|word| u32::from_le_bytes(*word)));
+        if !tail.is_empty() {
+            let mut last = [0; 4];
+            last[..tail.len()].copy_from_slice(tail);
+            self.words.push(u32::from_le_bytes(last));
+        }
     }
 
     /// The records, as `index.js` reads them.
