@@ -47,6 +47,7 @@ const DEFAULT_HIGH_WATER_MARK = 64 * 1024
 const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 const MAX_LONG_TIMEOUT_MINUTES = 365 * 24 * 60
 const ECANCELED = 125
+const EPIPE = 32
 
 // Internal slots shared between the classes of this file; symbols keep them off the public API.
 const kState = Symbol('usockets.loopState')
@@ -219,8 +220,9 @@ class LoopState {
     const index = records[at + 1]
     const id = records[at + 2] * SLOT_INDEX_RANGE + index
     const listener = this.handles[records[at + 4]]
-    if (!(listener instanceof ListenSocket) || listener.isClosed) {
-      // Accepted just before its listener closed: nobody asked for it.
+    if (!(listener instanceof ListenSocket) || listener[kStamp] !== records[at + 5] || listener.isClosed) {
+      // Accepted just before its listener closed (another may hold its slot now): nobody
+      // asked for it.
       this.core.closeSocket(id)
       return
     }
@@ -547,13 +549,16 @@ class Poll {
 
 // --- sockets ----------------------------------------------------------------------------------
 
-/** Reads the payload of an Open record: [listener, remotePort, localPort, remoteLength] + text. */
+/**
+ * Reads the payload of an Open record: [listener index, listener generation, remotePort,
+ * localPort, remoteLength] + the remote and local addresses as text.
+ */
 function openedAddresses(records, at) {
   const payloadBytes = records[at + 3]
-  const remotePort = records[at + 5] | 0
-  const localPort = records[at + 6] | 0
-  const remoteLength = records[at + 7]
-  const text = Buffer.from(records.buffer, records.byteOffset + (at + 8) * 4, payloadBytes - 16)
+  const remotePort = records[at + 6] | 0
+  const localPort = records[at + 7] | 0
+  const remoteLength = records[at + 8]
+  const text = Buffer.from(records.buffer, records.byteOffset + (at + 9) * 4, payloadBytes - 20)
   return {
     remotePort,
     localPort,
@@ -828,8 +833,13 @@ class Socket {
   /** Stamps of the armed timeout and long timeout (0: none), matched against expiries. */
   #timeoutStamp = 0
   #longTimeoutStamp = 0
-  /** While paused: data (Buffers) and end (null) that arrived anyway, else null. */
+  #paused = false
+  /**
+   * Data (Buffers) and end (null) that arrived while paused, until replayed after resume();
+   * null when nothing is held.
+   */
   #heldBack = null
+  #replayScheduled = false
 
   /** Sockets come from connect() and accepts only. */
   constructor(token) {
@@ -966,30 +976,30 @@ class Socket {
   }
 
   pause() {
-    if (this.#closed || this.#state.closed || this.#heldBack !== null) return
-    this.#heldBack = []
+    if (this.#closed || this.#state.closed || this.#paused) return
+    this.#paused = true
+    this.#heldBack ??= []
     this.#state.core.pause(this.#id, true)
   }
 
   resume() {
-    if (this.#closed || this.#state.closed || this.#heldBack === null) return
-    const heldBack = this.#heldBack
-    this.#heldBack = null
+    if (this.#closed || this.#state.closed || !this.#paused) return
+    this.#paused = false
     this.#state.core.pause(this.#id, false)
     // What the loop read before it saw the pause is delivered first, right after the caller
-    // returns (before any batch from the loop, which runs in a later task).
-    if (heldBack.length > 0) queueMicrotask(() => this.#replay(heldBack))
+    // returns; until then, data of this socket still dispatched queues behind it.
+    if (!this.#replayScheduled) {
+      this.#replayScheduled = true
+      queueMicrotask(() => this.#replay())
+    }
   }
 
   /** Delivers data / end that arrived while paused, in order, until paused again or closed. */
-  #replay(events) {
-    for (let i = 0; i < events.length; i++) {
-      if (this.#closed) return
-      if (this.#heldBack !== null) {
-        this.#heldBack.unshift(...events.slice(i))
-        return
-      }
-      const data = events[i]
+  #replay() {
+    this.#replayScheduled = false
+    const events = this.#heldBack
+    while (events !== null && events.length > 0 && !this.#paused && !this.#closed) {
+      const data = events.shift()
       try {
         if (data === null) this.#ended()
         else this.#context[kContextState].handlers.onData(this, data)
@@ -997,6 +1007,7 @@ class Socket {
         reportUncaught(err)
       }
     }
+    if (!this.#paused) this.#heldBack = null
   }
 
   #ended() {
@@ -1082,7 +1093,8 @@ class Socket {
         this.#forget()
         this.#state.core.releaseSocket(this.#id)
         const code = arg | 0
-        handlers.onClose(this, code, code === 0 ? undefined : systemError(code, 'read'))
+        const syscall = code === EPIPE ? 'write' : 'read'
+        handlers.onClose(this, code, code === 0 ? undefined : systemError(code, syscall))
         break
       }
       case EVENT_CONNECT_ERROR: {

@@ -277,7 +277,9 @@ impl LoopCore {
             };
         let event_loop = self.running()?;
         let id = event_loop.create_handle().map_err(js_error)?;
-        event_loop.connect(id, connect_target(host, port as u16), source).map_err(js_error)?;
+        event_loop
+            .connect(&mut self.js.borrow_mut(), id, connect_target(host, port as u16), source)
+            .map_err(js_error)?;
         Ok(id.pack() as f64)
     }
 
@@ -285,7 +287,9 @@ impl LoopCore {
     pub fn connect_unix(&self, path: String) -> Result<f64> {
         let event_loop = self.running()?;
         let id = event_loop.create_handle().map_err(js_error)?;
-        event_loop.connect(id, ConnectTarget::Unix(PathBuf::from(path)), None).map_err(js_error)?;
+        event_loop
+            .connect(&mut self.js.borrow_mut(), id, ConnectTarget::Unix(PathBuf::from(path)), None)
+            .map_err(js_error)?;
         Ok(id.pack() as f64)
     }
 

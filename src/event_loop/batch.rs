@@ -7,6 +7,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use super::SlotId;
+
 /// What an event record reports. The numbers are part of the contract with `index.js`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,12 +50,14 @@ pub const WORDS_PER_EVENT: usize = 4;
 /// `listener` word of an `Open` payload for a socket that connected rather than was accepted.
 pub const OPENED_BY_CONNECT: u32 = u32::MAX;
 
-/// The payload of an `Open` record: the accepting listener's slot index (or
-/// [`OPENED_BY_CONNECT`]), the remote and local ports (-1 for Unix sockets), the byte length of
-/// the remote address, then the remote and the local address as UTF-8.
-pub fn open_payload(listener: u32, remote: &(String, i32), local: &(String, i32)) -> Vec<u8> {
-    let mut payload = Vec::with_capacity(16 + remote.0.len() + local.0.len());
-    payload.extend_from_slice(&listener.to_le_bytes());
+/// The payload of an `Open` record: the accepting listener's slot index and generation (or
+/// [`OPENED_BY_CONNECT`] and 0 for a connect), the remote and local ports (-1 for Unix sockets),
+/// the byte length of the remote address, then the remote and the local address as UTF-8.
+pub fn open_payload(listener: Option<SlotId>, remote: &(String, i32), local: &(String, i32)) -> Vec<u8> {
+    let (index, generation) = listener.map_or((OPENED_BY_CONNECT, 0), |id| (id.index, id.generation));
+    let mut payload = Vec::with_capacity(20 + remote.0.len() + local.0.len());
+    payload.extend_from_slice(&index.to_le_bytes());
+    payload.extend_from_slice(&generation.to_le_bytes());
     payload.extend_from_slice(&remote.1.to_le_bytes());
     payload.extend_from_slice(&local.1.to_le_bytes());
     payload.extend_from_slice(&(remote.0.len() as u32).to_le_bytes());

@@ -12,7 +12,7 @@ mod slots;
 mod sockets;
 mod timers;
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -103,7 +103,8 @@ struct Shared {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Sockets the loop opened, with the part JavaScript writes through; handed over with the
     /// next batch (before JavaScript can see their `Open` record).
-    opened: Mutex<Vec<(SlotId, Arc<SocketIo>)>>,
+    /// `true` marks sockets opened by a connect (JavaScript may have closed them meanwhile).
+    opened: Mutex<Vec<(SlotId, Arc<SocketIo>, bool)>>,
     /// The origin of socket timeout ticks.
     started: Instant,
 }
@@ -250,8 +251,12 @@ impl EventLoop {
         if wake_loop {
             let _ = self.shared.poller.notify();
         }
-        for (id, io) in lock(&self.shared.opened).drain(..) {
-            js.sockets.insert(id, io);
+        for (id, io, by_connect) in lock(&self.shared.opened).drain(..) {
+            // A connect JavaScript cancelled before it saw it open: the loop drops its share
+            // when it applies the close, and with this one dropped too, the fd closes.
+            if !by_connect || js.connecting.remove(&id) {
+                js.sockets.insert(id, io);
+            }
         }
         taken
     }
@@ -297,8 +302,15 @@ impl EventLoop {
 
     /// Starts connecting a socket whose id the caller created; the outcome is an `Open` or a
     /// `ConnectError` record.
-    pub fn connect(&self, id: SlotId, target: ConnectTarget, source: Option<IpAddr>) -> Result<()> {
+    pub fn connect(
+        &self,
+        js: &mut JsSide,
+        id: SlotId,
+        target: ConnectTarget,
+        source: Option<IpAddr>,
+    ) -> Result<()> {
         self.check_current(id)?;
+        js.connecting.insert(id);
         self.submit(Command::Socket(SocketCommand::Connect { id, target, source }));
         Ok(())
     }
@@ -365,6 +377,7 @@ impl EventLoop {
     /// JavaScript closed the socket (or cancelled its connect): writes take nothing from now on,
     /// and the loop forgets it and frees the slot.
     pub fn close_socket(&self, js: &mut JsSide, id: SlotId) {
+        js.connecting.remove(&id);
         if let Some(io) = js.sockets.remove(id) {
             io.kill();
         }
@@ -375,6 +388,7 @@ impl EventLoop {
 
     /// JavaScript dispatched the loop's `Close` or `ConnectError` for the socket: free the slot.
     pub fn release_socket(&self, js: &mut JsSide, id: SlotId) {
+        js.connecting.remove(&id);
         js.sockets.remove(id);
         self.release(id);
     }
@@ -457,6 +471,8 @@ pub struct JsSide {
     taken: Taken,
     sockets: Slab<Arc<SocketIo>>,
     listeners: Slab<Arc<ListenerIo>>,
+    /// Connects JavaScript started and has not seen open, failed or closed.
+    connecting: HashSet<SlotId>,
 }
 
 impl JsSide {
@@ -484,7 +500,8 @@ struct LoopThread {
     /// The sequence number of the last published iteration.
     seq: u64,
     /// Reported polls in report order, with the iteration that reported them.
-    reported_polls: VecDeque<(SlotId, u64)>,
+    /// Reported polls in report order: id, the iteration that reported them, their stamp then.
+    reported_polls: VecDeque<(SlotId, u64, u32)>,
     /// Polls whose readiness must be re-checked before they can be reported.
     poll_candidates: Vec<SlotId>,
     pollfds: Vec<libc::pollfd>,
@@ -493,6 +510,9 @@ struct LoopThread {
     io_candidates: Vec<SlotId>,
     /// Sockets and listeners that stopped watching for input because the loop ran out of credit.
     throttled: Vec<SlotId>,
+    /// Listeners resting after accept failed for lack of fds, until `listeners_rest_until`.
+    resting_listeners: Vec<SlotId>,
+    listeners_rest_until: Option<Instant>,
     /// One receive buffer for all sockets: data is copied from it into the batch.
     recv_buffer: Vec<u8>,
     socket_timeouts: TimerQueue,
@@ -520,6 +540,8 @@ impl LoopThread {
             commands: Vec::new(),
             io_candidates: Vec::new(),
             throttled: Vec::new(),
+            resting_listeners: Vec::new(),
+            listeners_rest_until: None,
             recv_buffer: vec![0; RECV_BUFFER_BYTES],
             socket_timeouts: TimerQueue::default(),
             long_timeouts: TimerQueue::default(),
@@ -543,6 +565,7 @@ impl LoopThread {
             self.collect_acknowledged_polls();
             self.report_polls();
             self.unthrottle();
+            self.wake_listeners(Instant::now());
             self.process_io_candidates();
             self.fire_timers();
             if self.shared.wakeup_requested.swap(false, Ordering::SeqCst) {
@@ -576,7 +599,7 @@ impl LoopThread {
         if needs_ack {
             self.shared.delivery.await_delivery();
             let delivered = self.shared.delivery.delivered_seq();
-            let acked_poll = self.reported_polls.front().is_some_and(|&(_, seq)| seq <= delivered);
+            let acked_poll = self.reported_polls.front().is_some_and(|&(_, seq, _)| seq <= delivered);
             if acked_poll || (!has_credit && self.has_credit()) {
                 return Some(Duration::ZERO);
             }
@@ -592,6 +615,7 @@ impl LoopThread {
             self.timers.next_deadline(),
             self.socket_timeouts.next_deadline(),
             self.long_timeouts.next_deadline(),
+            self.listeners_rest_until,
         ]
         .into_iter()
         .flatten()
@@ -684,12 +708,15 @@ impl LoopThread {
     /// Polls whose report JavaScript has dispatched: re-checked now, reported again if still ready.
     fn collect_acknowledged_polls(&mut self) {
         let delivered = self.shared.delivery.delivered_seq();
-        while let Some(&(id, seq)) = self.reported_polls.front() {
+        while let Some(&(id, seq, stamp)) = self.reported_polls.front() {
             if seq > delivered {
                 break;
             }
             self.reported_polls.pop_front();
-            if let Some(Handle::Poll(poll)) = self.handles.get_mut(id) {
+            // A poll stopped and started again since this report awaits its new one instead.
+            if let Some(Handle::Poll(poll)) =
+                self.handles.get_mut(id).filter(|h| matches!(h, Handle::Poll(p) if p.stamp == stamp))
+            {
                 if poll.awaiting_ack && poll.watching && !poll.candidate {
                     poll.candidate = true;
                     self.poll_candidates.push(id);
@@ -754,7 +781,7 @@ impl LoopThread {
                 poll.candidate = false;
                 poll.awaiting_ack = true;
                 self.events.push(EventKind::Poll, id.index, poll.stamp, ready);
-                self.reported_polls.push_back((id, seq));
+                self.reported_polls.push_back((id, seq, poll.stamp));
             } else {
                 // Out of credit: keep it for when JavaScript catches up.
                 self.poll_candidates.push(id);

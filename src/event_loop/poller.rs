@@ -62,13 +62,18 @@ impl Poller {
 
     /// Changes the interest of a watched descriptor.
     pub fn rewatch(&self, fd: RawFd, key: usize, interest: u32, trigger: Trigger) -> io::Result<()> {
-        // SAFETY: `fd` is registered, hence open under the contract of `watch`.
+        // SAFETY: see `unwatch`: the fd is open while registered, or the caller's documented hazard.
         let fd = unsafe { borrow_open_fd(fd) };
         self.inner.modify_with_mode(fd, interest_event(key, interest), trigger.mode())
     }
 
     pub fn unwatch(&self, fd: RawFd) -> io::Result<()> {
-        // SAFETY: `fd` is registered, hence open under the contract of `watch`.
+        // SAFETY: `fd` was registered by us. Sockets and listeners stay open while registered:
+        // their owners close them only after this call (under a lock where both threads may
+        // close). A poll's fd belongs to its user, who must stop the poll before closing it
+        // (index.d.ts); one who does not made the kernel drop the registration already, so this
+        // fails with EBADF or ENOENT, unless the number was reused meanwhile: the documented
+        // hazard of polls, as with us_poll.
         let fd = unsafe { borrow_open_fd(fd) };
         self.inner.delete(fd)
     }

@@ -11,11 +11,11 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::batch::{open_payload, EventKind, OPENED_BY_CONNECT};
+use super::batch::{open_payload, EventKind};
 use super::poller::Trigger;
 use super::{lock, Command, Handle, LoopThread, SlotId, READABLE, WRITABLE};
 use crate::sys::{self, SockAddr, Socket};
@@ -27,6 +27,8 @@ pub const UV_ENOTFOUND: i32 = -3008;
 const READ_BUDGET_PER_SOCKET: usize = 1 << 20;
 /// Reads are never smaller than this, even with little credit left, so progress stays cheap.
 pub(super) const MIN_READ_BYTES: usize = 16 * 1024;
+/// How long a listener that could not accept (out of fds) rests before it tries again.
+const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 /// Most connections accepted from one listener per loop iteration.
 const ACCEPTS_PER_ITERATION: usize = 128;
 /// Name lookups (`getaddrinfo`, which blocks) run on threads of their own, at most this many
@@ -52,6 +54,9 @@ pub struct SocketIo {
     send_buffer: Mutex<VecDeque<u8>>,
     /// The length of `send_buffer`, readable without its lock.
     buffered: AtomicUsize,
+    /// The errno of a failed write from the JavaScript thread (0: none). A failed send consumes
+    /// the socket's pending error, so the loop would otherwise take a reset for an orderly end.
+    write_error: AtomicI32,
 }
 
 impl SocketIo {
@@ -61,6 +66,23 @@ impl SocketIo {
             flags: AtomicU32::new(0),
             send_buffer: Mutex::default(),
             buffered: AtomicUsize::new(0),
+            write_error: AtomicI32::new(0),
+        }
+    }
+
+    /// The outcome of a send from the JavaScript thread: the count, or 0 with the error kept.
+    fn sent(&self, result: io::Result<usize>) -> usize {
+        result.unwrap_or_else(|err| {
+            self.write_error.store(errno_of(&err), Ordering::Release);
+            0
+        })
+    }
+
+    /// The error the connection failed with: pending on the socket, or met by a write.
+    fn failure(&self) -> Option<i32> {
+        match sys::take_error(&self.socket) {
+            Err(err) => Some(errno_of(&err)),
+            Ok(()) => Some(self.write_error.load(Ordering::Acquire)).filter(|&errno| errno != 0),
         }
     }
 
@@ -91,7 +113,7 @@ impl SocketIo {
         if !self.writable_now() {
             return 0;
         }
-        sys::send(&self.socket, data, more).unwrap_or(0)
+        self.sent(sys::send(&self.socket, data, more))
     }
 
     /// `write2`: both buffers in one `sendmsg`.
@@ -99,7 +121,7 @@ impl SocketIo {
         if !self.writable_now() {
             return 0;
         }
-        sys::send2(&self.socket, header, payload, false).unwrap_or(0)
+        self.sent(sys::send2(&self.socket, header, payload, false))
     }
 
     /// `send`: writes what the kernel takes and queues the rest. Returns the bytes now queued,
@@ -110,7 +132,7 @@ impl SocketIo {
         }
         let mut buffer = lock(&self.send_buffer);
         let was_empty = buffer.is_empty();
-        let written = if was_empty { sys::send(&self.socket, data, false).unwrap_or(0) } else { 0 };
+        let written = if was_empty { self.sent(sys::send(&self.socket, data, false)) } else { 0 };
         buffer.extend(&data[written..]);
         self.buffered.store(buffer.len(), Ordering::Release);
         (buffer.len(), was_empty && !buffer.is_empty())
@@ -187,9 +209,17 @@ impl ListenerIo {
         lock(&self.socket).as_ref().map(AsRawFd::as_raw_fd)
     }
 
-    /// Closes the socket; returns its fd number (for deregistration before the close).
+    /// Takes the socket out (the caller deregisters and closes it); later calls find nothing.
     pub fn take(&self) -> Option<Socket> {
         lock(&self.socket).take()
+    }
+
+    /// Changes what the poller reports for the listener, if it is still open. The lock is held
+    /// across the call, so the fd cannot be closed (and its number reused) meanwhile.
+    fn rewatch(&self, poller: &super::poller::Poller, key: usize, interest: u32) {
+        if let Some(socket) = lock(&self.socket).as_ref() {
+            let _ = poller.rewatch(socket.as_raw_fd(), key, interest, Trigger::Level);
+        }
     }
 
     pub fn local_address(&self) -> Option<(String, i32)> {
@@ -290,6 +320,10 @@ pub(super) struct SocketState {
     /// The interest registered with the poller (level-triggered), kept equal to
     /// [`SocketState::wanted_interest`] by `sync_interest`.
     interest: u32,
+    /// Whether the fd is registered at all. A socket that hung up while it was not reading
+    /// (paused, or out of credit) is taken off the poller, which reports hang-ups whatever the
+    /// interest, until it reads again and finds the end of its data.
+    registered: bool,
     /// Input is not watched until the loop has credit again.
     throttled: bool,
     paused: bool,
@@ -309,6 +343,7 @@ impl SocketState {
             phase,
             source,
             interest,
+            registered: true,
             throttled: false,
             paused: false,
             peer_finished: false,
@@ -505,9 +540,8 @@ impl LoopThread {
         if let Some((deadline, _)) = state.timeout.take() {
             self.socket_timeouts.remove(deadline, id.index);
         }
-        let payload =
-            open_payload(OPENED_BY_CONNECT, &sys::describe_address(&remote), &sys::describe_address(&local));
-        lock(&self.shared.opened).push((id, io));
+        let payload = open_payload(None, &sys::describe_address(&remote), &sys::describe_address(&local));
+        lock(&self.shared.opened).push((id, io, true));
         self.events.push_with_payload(EventKind::Open, id.index, id.generation, &payload);
         self.sync_interest(id);
     }
@@ -517,8 +551,15 @@ impl LoopThread {
         let Some(Handle::Socket(state)) = self.handles.get_mut(id) else { return };
         let wanted = state.wanted_interest();
         let Some(io) = &state.io else { return };
-        if wanted != state.interest
-            && self.shared.poller.rewatch(io.fd(), id.index as usize, wanted, Trigger::Level).is_ok()
+        let (fd, key) = (io.fd(), id.index as usize);
+        if !state.registered {
+            // Off the poller after a hang-up: back on once it has something to do.
+            if wanted != 0 && self.shared.poller.watch(fd, key, wanted, Trigger::Level).is_ok() {
+                state.registered = true;
+                state.interest = wanted;
+            }
+        } else if wanted != state.interest
+            && self.shared.poller.rewatch(fd, key, wanted, Trigger::Level).is_ok()
         {
             state.interest = wanted;
         }
@@ -533,13 +574,32 @@ impl LoopThread {
             }
             Some(Handle::Listener(state)) if !state.throttled => {
                 state.throttled = true;
-                if let Some(fd) = state.io.fd() {
-                    let _ = self.shared.poller.rewatch(fd, id.index as usize, 0, Trigger::Level);
-                }
+                state.io.rewatch(&self.shared.poller, id.index as usize, 0);
             }
             _ => return,
         }
         self.throttled.push(id);
+    }
+
+    fn rest_listener(&mut self, id: SlotId, listener: &ListenerIo) {
+        listener.rewatch(&self.shared.poller, id.index as usize, 0);
+        self.resting_listeners.push(id);
+        self.listeners_rest_until.get_or_insert(Instant::now() + ACCEPT_RETRY_DELAY);
+    }
+
+    /// Watches resting listeners again once their rest is over.
+    pub(super) fn wake_listeners(&mut self, now: Instant) {
+        if self.listeners_rest_until.is_none_or(|until| until > now) {
+            return;
+        }
+        self.listeners_rest_until = None;
+        for id in std::mem::take(&mut self.resting_listeners) {
+            if let Some(Handle::Listener(state)) = self.handles.get(id) {
+                if !state.throttled {
+                    state.io.rewatch(&self.shared.poller, id.index as usize, READABLE);
+                }
+            }
+        }
     }
 
     /// Watches the input of throttled sockets and listeners again once there is credit.
@@ -555,9 +615,7 @@ impl LoopThread {
                 }
                 Some(Handle::Listener(state)) => {
                     state.throttled = false;
-                    if let Some(fd) = state.io.fd() {
-                        let _ = self.shared.poller.rewatch(fd, id.index as usize, READABLE, Trigger::Level);
-                    }
+                    state.io.rewatch(&self.shared.poller, id.index as usize, READABLE);
                 }
                 _ => {}
             }
@@ -686,13 +744,22 @@ impl LoopThread {
         }
     }
 
-    /// An error or hang-up on a socket that does not watch its input: close it with the error,
-    /// or orderly if both directions have finished.
+    /// An error or hang-up on a socket that does not watch its input. An error closes it. A
+    /// hang-up after the peer's FIN was read (so nothing is left to read) closes it orderly if we
+    /// sent ours, with ECONNRESET if we did not (the connection died under a write). A hang-up
+    /// while not reading (paused or out of credit) may still have data behind it: the socket
+    /// leaves the poller until it reads again, and finds the end there.
     fn hang_up(&mut self, id: SlotId, io: &SocketIo) {
-        match sys::take_error(&io.socket) {
-            Err(err) => self.close_from_loop(id, errno_of(&err)),
-            Ok(()) if io.has(FIN_SENT) => self.close_from_loop(id, 0),
-            Ok(()) => {}
+        if let Some(errno) = io.failure() {
+            self.close_from_loop(id, errno);
+            return;
+        }
+        let Some(Handle::Socket(state)) = self.handles.get_mut(id) else { return };
+        if state.peer_finished {
+            let errno = if io.has(FIN_SENT) { 0 } else { libc::ECONNRESET };
+            self.close_from_loop(id, errno);
+        } else if state.registered && self.shared.poller.unwatch(io.fd()).is_ok() {
+            state.registered = false;
         }
     }
 
@@ -700,7 +767,10 @@ impl LoopThread {
         if let Some(Handle::Socket(state)) = self.handles.get_mut(id) {
             state.peer_finished = true;
         }
-        if io.has(FIN_SENT) {
+        if let Some(errno) = io.failure() {
+            // The end of the stream was a reset that a write from JavaScript ran into first.
+            self.close_from_loop(id, errno);
+        } else if io.has(FIN_SENT) {
             // Both directions are finished: the socket closes by itself.
             self.close_from_loop(id, 0);
         } else {
@@ -722,8 +792,17 @@ impl LoopThread {
                 self.throttle(listener_id);
                 return;
             }
-            // Out of fds (EMFILE...): the connection waits in the backlog and is retried.
-            let Ok(Some((socket, remote))) = sys::accept(listening) else { break };
+            let (socket, remote) = match sys::accept(listening) {
+                Ok(Some(connection)) => connection,
+                Ok(None) => break,
+                Err(_) => {
+                    // Out of fds (EMFILE, ENFILE) or memory: the connection waits in the backlog.
+                    // The listener stays readable, so it rests a while instead of spinning.
+                    drop(guard);
+                    self.rest_listener(listener_id, &listener);
+                    return;
+                }
+            };
             let Some(id) = lock(&self.shared.slots).allocate() else { continue };
             let fd = socket.as_raw_fd();
             if self.shared.poller.watch(fd, id.index as usize, READABLE, Trigger::Level).is_err() {
@@ -734,8 +813,8 @@ impl LoopThread {
             let io = Arc::new(SocketIo::new(socket));
             let state = SocketState::new(Phase::Open, Some(Arc::clone(&io)), None, READABLE);
             self.handles.insert(id, Handle::Socket(state));
-            lock(&self.shared.opened).push((id, io));
-            let payload = open_payload(listener_id.index, &sys::describe_address(&remote), &local);
+            lock(&self.shared.opened).push((id, io, false));
+            let payload = open_payload(Some(listener_id), &sys::describe_address(&remote), &local);
             self.events.push_with_payload(EventKind::Open, id.index, id.generation, &payload);
         }
     }

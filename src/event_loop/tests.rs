@@ -316,6 +316,7 @@ fn accepted_sockets_report_open_and_data_and_write_from_the_caller_thread() {
     let mut client = TcpStream::connect(addr).unwrap();
     let open = h.until(EventKind::Open).pop().unwrap();
     assert_eq!(open.payload[..4], listener.index.to_le_bytes(), "the Open record names its listener");
+    assert_eq!(open.payload[4..8], listener.generation.to_le_bytes(), "with its generation");
     assert!(String::from_utf8_lossy(&open.payload).contains("127.0.0.1"));
 
     client.write_all(b"hello").unwrap();
@@ -346,7 +347,7 @@ fn connects_open_or_fail_with_the_errno() {
     let port = server.local_addr().unwrap().port();
     let id = h.event_loop.create_handle().unwrap();
     let target = ConnectTarget::Addresses(vec![SocketAddr::from(([127, 0, 0, 1], port))]);
-    h.event_loop.connect(id, target, None).unwrap();
+    h.event_loop.connect(&mut h.js, id, target, None).unwrap();
     let open = h.until(EventKind::Open).pop().unwrap();
     assert_eq!(open.id, id);
     assert_eq!(open.payload[..4], OPENED_BY_CONNECT.to_le_bytes());
@@ -354,7 +355,7 @@ fn connects_open_or_fail_with_the_errno() {
     drop(server);
     let refused = h.event_loop.create_handle().unwrap();
     let target = ConnectTarget::Addresses(vec![SocketAddr::from(([127, 0, 0, 1], port))]);
-    h.event_loop.connect(refused, target, None).unwrap();
+    h.event_loop.connect(&mut h.js, refused, target, None).unwrap();
     let failure = h.until(EventKind::ConnectError).pop().unwrap();
     assert_eq!((failure.id, failure.arg as i32), (refused, libc::ECONNREFUSED));
 }
@@ -368,7 +369,7 @@ fn every_resolved_address_is_tried_in_turn() {
     let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let id = h.event_loop.create_handle().unwrap();
     let target = ConnectTarget::Addresses(vec![closed, SocketAddr::from(([127, 0, 0, 1], port))]);
-    h.event_loop.connect(id, target, None).unwrap();
+    h.event_loop.connect(&mut h.js, id, target, None).unwrap();
     let events = h.until(EventKind::Open);
     assert!(events.iter().all(|e| e.kind != EventKind::ConnectError as u32));
 }
