@@ -835,8 +835,8 @@ class Socket {
   #longTimeoutStamp = 0
   #paused = false
   /**
-   * Data (Buffers) and end (null) that arrived while paused, until replayed after resume();
-   * null when nothing is held.
+   * Data (Buffers), end (null) and the loop's close (its code) that arrived while paused, until
+   * replayed after resume(); null when nothing is held.
    */
   #heldBack = null
   #replayScheduled = false
@@ -1002,12 +1002,21 @@ class Socket {
       const data = events.shift()
       try {
         if (data === null) this.#ended()
+        else if (typeof data === 'number') this.#closedByLoop(data)
         else this.#context[kContextState].handlers.onData(this, data)
       } catch (err) {
         reportUncaught(err)
       }
     }
     if (!this.#paused) this.#heldBack = null
+  }
+
+  /** The loop closed the socket: 0 when both sides finished, else the errno. */
+  #closedByLoop(code) {
+    this.#forget()
+    this.#state.core.releaseSocket(this.#id)
+    const syscall = code === EPIPE ? 'write' : 'read'
+    this.#context[kContextState].handlers.onClose(this, code, code === 0 ? undefined : systemError(code, syscall))
   }
 
   #ended() {
@@ -1089,14 +1098,11 @@ class Socket {
         this.#longTimeoutStamp = 0
         handlers.onLongTimeout(this)
         break
-      case EVENT_CLOSE: {
-        this.#forget()
-        this.#state.core.releaseSocket(this.#id)
-        const code = arg | 0
-        const syscall = code === EPIPE ? 'write' : 'read'
-        handlers.onClose(this, code, code === 0 ? undefined : systemError(code, syscall))
+      case EVENT_CLOSE:
+        // Data held back by pause() comes first: the close waits behind it until resume().
+        if (this.#heldBack !== null) this.#heldBack.push(arg | 0)
+        else this.#closedByLoop(arg | 0)
         break
-      }
       case EVENT_CONNECT_ERROR: {
         this.#forget()
         this.#state.core.releaseSocket(this.#id)

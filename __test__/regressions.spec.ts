@@ -228,6 +228,47 @@ test.serial('a peer FIN while paused and shut down keeps the data before it: del
   t.is(fromUs.bytes().toString(), 'bye')
 })
 
+test.serial('data and the close that reach JS together with onOpen wait behind pause() until resume()', async (t) => {
+  const { ctx } = newContext(t)
+  const log: string[] = []
+  let closed = false
+  ctx.onOpen((socket: any) => {
+    // Open, Data, End and the loop's Close arrive in one batch while JS is busy (below).
+    socket.pause()
+    socket.write('bye')
+    socket.shutdown()
+    setTimeout(() => {
+      log.push('resume')
+      socket.resume()
+    }, 200)
+  })
+  ctx.onData((socket: any, data: Buffer) => log.push(`data:${data}`))
+  ctx.onEnd((socket: any) => {
+    log.push('end')
+    socket.close()
+  })
+  ctx.onClose((socket: any, code: number) => {
+    log.push(`close:${code}`)
+    closed = true
+  })
+  const listener = ctx.listen('127.0.0.1', 0)
+  const peer = peerProcess(
+    t,
+    `const c = require('net').connect(Number(process.argv[1]), '127.0.0.1', () => c.end('important payload'))
+    c.on('data', () => {})
+    c.on('error', () => {})
+    c.on('close', () => process.exit(0))
+    setTimeout(() => process.exit(0), 4000)`,
+    [String(listener.port)],
+  )
+  busyWait(400)
+  await until(() => closed, 'onClose', 5000).catch(() => {})
+  t.deepEqual(log.slice(0, 2), ['resume', 'data:important payload'], log.join(' '))
+  t.is(log.at(-1), 'close:0', log.join(' '))
+  const run = await peer
+  t.is(run.code, 0, run.stderr)
+})
+
 test.serial('resume() called during a batch does not reorder held-back data', async (t) => {
   const { loop, ctx } = newContext(t)
   const got: string[] = []
