@@ -390,8 +390,15 @@ export declare class Socket {
   timeout(seconds: number): void
   /** Like `timeout` in minutes (`us_socket_long_timeout`); integer 0 to 525600 (a year). */
   longTimeout(minutes: number): void
-  /** Stops reading from this socket (TCP flow control pushes back on the peer). */
+  /**
+   * Stops reading from this socket (TCP flow control pushes back on the peer). No `onData`,
+   * `onEnd` or loop-initiated `onClose` runs while paused: what the loop had already read when
+   * it saw the pause is held, with an end or close behind it.
+   */
   pause(): void
-  /** Reads again after `pause()`. */
+  /**
+   * Reads again after `pause()`. What was held is delivered first, in order, right after the
+   * calling code returns (a close that came in meanwhile runs after the held data).
+   */
   resume(): void
 }
