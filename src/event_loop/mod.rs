@@ -713,16 +713,16 @@ impl LoopThread {
                 break;
             }
             self.reported_polls.pop_front();
+            let Some(Handle::Poll(poll)) = self.handles.get_mut(id) else { continue };
             // A poll stopped and started again since this report awaits its new one instead.
-            if let Some(Handle::Poll(poll)) =
-                self.handles.get_mut(id).filter(|h| matches!(h, Handle::Poll(p) if p.stamp == stamp))
-            {
-                if poll.awaiting_ack && poll.watching && !poll.candidate {
-                    poll.candidate = true;
-                    self.poll_candidates.push(id);
-                }
-                poll.awaiting_ack = false;
+            if poll.stamp != stamp {
+                continue;
             }
+            if poll.awaiting_ack && poll.watching && !poll.candidate {
+                poll.candidate = true;
+                self.poll_candidates.push(id);
+            }
+            poll.awaiting_ack = false;
         }
     }
 
