@@ -22,16 +22,14 @@ use std::time::{Duration, Instant};
 
 pub use batch::{Batch, EventKind, EVENT_BYTES, OPENED_BY_CONNECT, TIMER_FINAL, WORDS_PER_EVENT};
 pub use slots::SlotId;
-pub use sockets::{
-    errno_of, ConnectTarget, ListenerIo, SocketIo, SocketTimeout, TIMEOUT_GRANULARITY, UV_ENOTFOUND,
-};
+pub use sockets::{ConnectTarget, SocketTimeout};
 
 use crate::error::{Error, Result};
 use crate::sys;
 use batch::{Delivery, Taken};
 use poller::{Poller, Trigger};
 use slots::{Slab, SlotAllocator};
-use sockets::{ListenerState, SocketCommand, SocketState};
+use sockets::{ListenerIo, ListenerState, SocketCommand, SocketIo, SocketState};
 use timers::TimerQueue;
 
 /// Poll interest and readiness bits, as in the JavaScript API.
@@ -495,6 +493,9 @@ struct LoopThread {
     handles: Slab<Handle>,
     timers: TimerQueue,
     poller_events: polling::Events,
+    /// What the poller reported this iteration, as (key, readable, writable): a copy, so the
+    /// handlers may borrow the loop mutably (reused, never reallocated per iteration).
+    ready: Vec<(usize, bool, bool)>,
     /// This iteration's events, published at its end.
     events: Batch,
     /// The sequence number of the last published iteration.
@@ -532,6 +533,7 @@ impl LoopThread {
             handles: Slab::default(),
             timers: TimerQueue::default(),
             poller_events: polling::Events::new(),
+            ready: Vec::new(),
             events: Batch::default(),
             seq: 0,
             reported_polls: VecDeque::new(),
@@ -690,19 +692,20 @@ impl LoopThread {
     /// Hands what the poller reported to its handle: polls are queued for a re-check unless
     /// reported and unacknowledged; sockets and listeners are queued for reading / accepting.
     fn collect_ready(&mut self) {
-        let events = std::mem::replace(&mut self.poller_events, polling::Events::new());
-        for event in events.iter() {
-            match self.handles.get_by_index_mut(event.key) {
+        self.ready.clear();
+        self.ready.extend(self.poller_events.iter().map(|event| (event.key, event.readable, event.writable)));
+        for index in 0..self.ready.len() {
+            let (key, readable, writable) = self.ready[index];
+            match self.handles.get_by_index_mut(key) {
                 Some((id, Handle::Poll(poll))) if poll.watching && !poll.awaiting_ack && !poll.candidate => {
                     poll.candidate = true;
                     self.poll_candidates.push(id);
                 }
-                Some((id, Handle::Socket(_))) => self.socket_ready(id, event.readable, event.writable),
+                Some((id, Handle::Socket(_))) => self.socket_ready(id, readable, writable),
                 Some((id, Handle::Listener(_))) => self.listener_ready(id),
                 _ => {}
             }
         }
-        self.poller_events = events;
     }
 
     /// Polls whose report JavaScript has dispatched: re-checked now, reported again if still ready.

@@ -21,7 +21,7 @@ use super::{lock, Command, Handle, LoopThread, SlotId, READABLE, WRITABLE};
 use crate::sys::{self, SockAddr, Socket};
 
 /// libuv's code for a failed name lookup, which Node reports as `ENOTFOUND`.
-pub const UV_ENOTFOUND: i32 = -3008;
+const UV_ENOTFOUND: i32 = -3008;
 
 /// Most bytes read from one socket per loop iteration, so one busy peer cannot starve the rest.
 const READ_BUDGET_PER_SOCKET: usize = 1 << 20;
@@ -35,7 +35,7 @@ const ACCEPTS_PER_ITERATION: usize = 128;
 /// per loop; further connects wait for one to finish.
 const MAX_CONCURRENT_LOOKUPS: usize = 8;
 /// Socket timeouts are coarse: they fire on ticks of this period, never early.
-pub const TIMEOUT_GRANULARITY: Duration = Duration::from_secs(4);
+const TIMEOUT_GRANULARITY: Duration = Duration::from_secs(4);
 
 // Bits of `SocketIo::flags`.
 /// JavaScript asked for a FIN (sent once the send buffer is empty).
@@ -915,6 +915,6 @@ impl LoopThread {
 }
 
 /// The errno of an I/O error (EIO when it carries none).
-pub fn errno_of(err: &io::Error) -> i32 {
+fn errno_of(err: &io::Error) -> i32 {
     err.raw_os_error().unwrap_or(libc::EIO)
 }
