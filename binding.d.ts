@@ -35,18 +35,27 @@ export declare class LoopCore {
   wakeup(): void
   get iterationNumber(): number
   /** Listens on TCP; returns the listener's id. Errors carry the errno code (`EADDRINUSE`). */
-  listen(host: string | undefined | null, port: number, exclusive: boolean): number
-  listenUnix(path: string): number
+  listen(host: string | undefined | null, port: number, exclusive: boolean, tls?: TlsContextCore | undefined | null): number
+  listenUnix(path: string, tls?: TlsContextCore | undefined | null): number
   /** The port a listener is bound to (-1 for Unix sockets, or once closed). */
   listenerPort(id: number): number
   closeListener(id: number): void
   /** Starts a connect; returns the socket's id at once. `source` must be an IP address. */
-  connect(host: string, port: number, source?: string | undefined | null): number
-  connectUnix(path: string): number
-  write(id: number, data: Uint8Array, more: boolean): number
-  write2(id: number, header: Uint8Array, payload: Uint8Array): number
+  connect(host: string, port: number, source?: string | undefined | null, tls?: TlsContextCore | undefined | null): number
+  /**
+   * Connects to a Unix socket; over TLS the certificate must be valid for `tls.servername`
+   * (default `localhost`).
+   */
+  connectUnix(path: string, tls?: TlsContextCore | undefined | null): number
+  /** `highWaterMark` bounds what a TLS write queues (plain TCP writes go to the kernel). */
+  write(id: number, data: Uint8Array, more: boolean, highWaterMark: number): number
+  write2(id: number, header: Uint8Array, payload: Uint8Array, highWaterMark: number): number
   /** Takes all of `data`; returns the bytes buffered natively afterwards. */
-  send(id: number, data: Uint8Array): number
+  send(id: number, data: Uint8Array, highWaterMark: number): number
+  /** What the socket's TLS handshake settled (undefined for plain sockets or once closed). */
+  tlsInfo(id: number): TlsSocketInfo | null
+  /** JavaScript ran (or had no) `onServerName` for the handshake of socket `id`. */
+  serverNameChosen(id: number): void
   bufferedAmount(id: number): number
   shutdown(id: number): void
   shutdownRead(id: number): void
@@ -65,4 +74,48 @@ export declare class LoopCore {
   pause(id: number, paused: boolean): void
   /** Stops and joins the loop thread. Idempotent. */
   close(): void
+}
+
+/** The TLS configuration of a `SocketContext` (shared with its children). Internal. */
+export declare class TlsContextCore {
+  /** Checks and loads everything (keys, certificates, roots); throws with a `code` otherwise. */
+  constructor(options: TlsOptionsInput)
+  addServerName(pattern: string, options: TlsOptionsInput): void
+  removeServerName(pattern: string): boolean
+  /** The pattern that serves `name` (a pattern finds itself). */
+  findServerName(name: string): string | null
+  /** What a negative `code` of a close or connect error means, if it is a TLS failure. */
+  static describeFailure(code: number): TlsFailureDescription | null
+  /** Whether handshakes asking for unknown names wait for `onServerName`. */
+  setAsksForNames(asks: boolean): void
+}
+
+/** The `code` and message of a TLS failure code from a close or connect-error record. */
+export interface TlsFailureDescription {
+  code: string
+  message: string
+}
+
+/** `TlsOptions` as `index.js` passes them: type-checked, PEM text as Buffers. */
+export interface TlsOptionsInput {
+  key?: Buffer
+  cert?: Buffer
+  keyFileName?: string
+  certFileName?: string
+  passphrase?: string
+  ca?: Buffer
+  caFileName?: string
+  rejectUnauthorized?: boolean
+  requestCert?: boolean
+  servername?: string
+  alpnProtocols?: Array<string>
+  /** `'TLSv1.3'` or anything else (checked in `index.js`) for TLS 1.2. */
+  minVersion?: string
+}
+
+/** What a TLS socket's handshake settled. */
+export interface TlsSocketInfo {
+  alpnProtocol?: string
+  servername?: string
+  peerCertificate?: Buffer
 }

@@ -9,7 +9,7 @@
 'use strict'
 
 const { getSystemErrorName } = require('node:util')
-const { LoopCore } = require('./binding.js')
+const { LoopCore, TlsContextCore } = require('./binding.js')
 
 const READABLE = 1
 const WRITABLE = 2
@@ -30,6 +30,7 @@ const EVENT_TIMEOUT = 8
 const EVENT_LONG_TIMEOUT = 9
 const EVENT_CLOSE = 10
 const EVENT_CONNECT_ERROR = 11
+const EVENT_SERVER_NAME = 12
 const TIMER_FINAL = 1
 const OPENED_BY_CONNECT = 0xffffffff
 
@@ -117,6 +118,19 @@ function noop() {}
 // libuv's code for a failed name lookup (EAI_NONAME), which Node's net reports as ENOTFOUND.
 const UV_EAI_NONAME = -3008
 
+/**
+ * The Error of a socket's close or connect error: a TLS failure (a negative code below libuv's
+ * range, with a string code 'ERR_TLS_...'), else an errno or libuv code like Node's.
+ */
+function socketError(code, syscall) {
+  const tls = code < 0 ? TlsContextCore.describeFailure(code) : null
+  if (tls === null) return systemError(code, syscall)
+  const err = new Error(tls.message)
+  err.errno = code
+  err.code = tls.code
+  return err
+}
+
 /** An Error for an errno (positive) or a libuv code (negative), shaped like Node's. */
 function systemError(code, syscall) {
   const name = code === UV_EAI_NONAME ? 'ENOTFOUND' : getSystemErrorName(code > 0 ? -code : code)
@@ -195,7 +209,10 @@ class LoopState {
       const stamp = records[i + 2]
       const arg = records[i + 3]
       const at = i
-      i += kind === EVENT_OPEN || kind === EVENT_DATA ? WORDS_PER_EVENT + ((arg + 3) >>> 2) : WORDS_PER_EVENT
+      i +=
+        kind === EVENT_OPEN || kind === EVENT_DATA || kind === EVENT_SERVER_NAME
+          ? WORDS_PER_EVENT + ((arg + 3) >>> 2)
+          : WORDS_PER_EVENT
       try {
         if (kind === EVENT_WAKEUP) {
           if (this.onWakeup !== undefined && !this.closed) this.onWakeup(this.loop)
@@ -203,6 +220,10 @@ class LoopState {
         }
         if (kind === EVENT_OPEN && records[at + 4] !== OPENED_BY_CONNECT) {
           this.accepted(records, at)
+          continue
+        }
+        if (kind === EVENT_SERVER_NAME) {
+          this.serverName(records, at)
           continue
         }
         const handle = handles[index]
@@ -227,6 +248,24 @@ class LoopState {
       return
     }
     listener[kAccept](id, index, records, at)
+  }
+
+  /**
+   * A TLS client asked for a name no pattern matches: the listener's context's onServerName may
+   * add one; the handshake goes on when it returns (also when it throws or nobody listens).
+   */
+  serverName(records, at) {
+    const id = records[at + 2] * SLOT_INDEX_RANGE + records[at + 1]
+    const listener = this.handles[records[at + 4]]
+    try {
+      if (listener instanceof ListenSocket && listener[kStamp] === records[at + 5] && !listener.isClosed) {
+        const name = Buffer.from(records.buffer, records.byteOffset + (at + 6) * 4, records[at + 3] - 8)
+        const context = listener.context
+        context[kContextState].handlers.onServerName(context, name.toString('latin1'))
+      }
+    } finally {
+      if (!this.closed) this.core.serverNameChosen(id)
+    }
   }
 
   /** A stamp for a new arming; never 0, which marks a handle with nothing armed. */
@@ -580,6 +619,64 @@ const DEFAULT_HANDLERS = {
   onServerName: noop,
 }
 
+/** PEM input: a string, a Buffer / TypedArray, or (for chains and CA lists) an array of them. */
+function pemArgument(value, name) {
+  if (value === undefined || value === null) return undefined
+  if (Array.isArray(value)) return Buffer.concat(value.map((part, i) => Buffer.concat([pemArgument(part, `${name}[${i}]`), NEWLINE])))
+  if (typeof value === 'string') return Buffer.from(value)
+  if (ArrayBuffer.isView(value)) return Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+  throw invalidArgType(name, 'a string, Buffer, TypedArray or an array of them', value)
+}
+
+const NEWLINE = Buffer.from('\n')
+
+function optionalType(value, name, type) {
+  if (value !== undefined && value !== null && typeof value !== type) throw invalidArgType(name, `of type ${type}`, value)
+  return value ?? undefined
+}
+
+/** TlsOptions, checked and converted for TlsContextCore (which checks the PEM itself). */
+function tlsArgument(tls, name) {
+  if (typeof tls !== 'object' || Array.isArray(tls)) throw invalidArgType(name, 'of type object', tls)
+  const { alpnProtocols, minVersion } = tls
+  if (alpnProtocols !== undefined && alpnProtocols !== null) {
+    if (!Array.isArray(alpnProtocols)) throw invalidArgType(`${name}.alpnProtocols`, 'an array of strings', alpnProtocols)
+    alpnProtocols.forEach((protocol, i) => {
+      if (typeof protocol !== 'string') throw invalidArgType(`${name}.alpnProtocols[${i}]`, 'of type string', protocol)
+      const bytes = Buffer.byteLength(protocol)
+      if (bytes < 1 || bytes > 255) throw outOfRange(`${name}.alpnProtocols[${i}]`, '1 to 255 bytes long', `${bytes} bytes`)
+    })
+  }
+  if (minVersion !== undefined && minVersion !== null && minVersion !== 'TLSv1.2' && minVersion !== 'TLSv1.3') {
+    const err = new TypeError(`${name}.minVersion must be 'TLSv1.2' or 'TLSv1.3'. Received ${describe(minVersion)}`)
+    err.code = 'ERR_TLS_INVALID_PROTOCOL_VERSION'
+    throw err
+  }
+  // The seed's fields without a rustls equivalent: checked, then ignored (see index.d.ts).
+  optionalType(tls.dhParamsFileName, `${name}.dhParamsFileName`, 'string')
+  optionalType(tls.sslCiphers, `${name}.sslCiphers`, 'string')
+  optionalType(tls.preferLowMemoryUsage, `${name}.preferLowMemoryUsage`, 'boolean')
+  return {
+    key: pemArgument(tls.key, `${name}.key`),
+    cert: pemArgument(tls.cert, `${name}.cert`),
+    keyFileName: optionalType(tls.keyFileName, `${name}.keyFileName`, 'string'),
+    certFileName: optionalType(tls.certFileName, `${name}.certFileName`, 'string'),
+    passphrase: optionalType(tls.passphrase, `${name}.passphrase`, 'string'),
+    ca: pemArgument(tls.ca, `${name}.ca`),
+    caFileName: optionalType(tls.caFileName, `${name}.caFileName`, 'string'),
+    rejectUnauthorized: optionalType(tls.rejectUnauthorized, `${name}.rejectUnauthorized`, 'boolean'),
+    requestCert: optionalType(tls.requestCert, `${name}.requestCert`, 'boolean'),
+    servername: optionalType(tls.servername, `${name}.servername`, 'string'),
+    alpnProtocols: alpnProtocols ?? undefined,
+    minVersion: minVersion ?? undefined,
+  }
+}
+
+/** How SNI patterns are keyed (src/tls/names.rs compares them the same way). */
+function serverNameKey(pattern) {
+  return (pattern.endsWith('.') ? pattern.slice(0, -1) : pattern).toLowerCase()
+}
+
 class SocketContext {
   /**
    * @param {Loop} [loop]
@@ -589,19 +686,19 @@ class SocketContext {
     loop = loopArgument(loop)
     const { tls, highWaterMark = DEFAULT_HIGH_WATER_MARK } = validateOptions(options, 'options')
     validateInteger(highWaterMark, 'options.highWaterMark', 1, 2 ** 32)
-    if (tls !== undefined && tls !== null) {
-      const err = new Error('TLS contexts are not available in this version of usockets-rs')
-      err.code = 'ERR_TLS_UNAVAILABLE'
-      throw err
-    }
     const state = loop[kState]
     state.checkOpen()
+    const tlsCore = tls === undefined || tls === null ? null : new TlsContextCore(tlsArgument(tls, 'options.tls'))
     this.ext = undefined
     Object.defineProperty(this, kContextState, {
       value: {
         loop,
         state,
         highWaterMark,
+        /** The TLS configuration (shared with children), or null for plain TCP / Unix. */
+        tls: tlsCore,
+        /** SNI pattern -> ext, shared with children like the configuration. */
+        serverNames: new Map(),
         handlers: { ...DEFAULT_HANDLERS },
         sockets: new Set(),
         listeners: new Set(),
@@ -614,7 +711,7 @@ class SocketContext {
   }
 
   get isTls() {
-    return false
+    return this[kContextState].tls !== null
   }
 
   #handler(name, callback) {
@@ -655,8 +752,11 @@ class SocketContext {
     return this.#handler('onConnectError', callback)
   }
 
+  /** TLS servers: names no addServerName pattern matches are asked about from now on. */
   onServerName(callback) {
-    return this.#handler('onServerName', callback)
+    this.#handler('onServerName', callback)
+    this[kContextState].tls?.setAsksForNames(true)
+    return this
   }
 
   listen(host, port, options = LISTEN_DEFAULT) {
@@ -667,7 +767,7 @@ class SocketContext {
     validateInteger(options, 'options', LISTEN_DEFAULT, LISTEN_EXCLUSIVE_PORT)
     const context = this[kContextState]
     context.state.checkOpen()
-    const id = context.state.core.listen(host ?? null, port, options === LISTEN_EXCLUSIVE_PORT)
+    const id = context.state.core.listen(host ?? null, port, options === LISTEN_EXCLUSIVE_PORT, context.tls)
     return ListenSocket[kAccept](this, id, host ?? '', context.state.core.listenerPort(id))
   }
 
@@ -676,7 +776,7 @@ class SocketContext {
     validateInteger(options, 'options', LISTEN_DEFAULT, LISTEN_EXCLUSIVE_PORT)
     const context = this[kContextState]
     context.state.checkOpen()
-    return ListenSocket[kAccept](this, context.state.core.listenUnix(path), path, -1)
+    return ListenSocket[kAccept](this, context.state.core.listenUnix(path, context.tls), path, -1)
   }
 
   connect(host, port, options) {
@@ -688,7 +788,7 @@ class SocketContext {
     }
     const context = this[kContextState]
     context.state.checkOpen()
-    const id = context.state.core.connect(host, port, sourceHost ?? null)
+    const id = context.state.core.connect(host, port, sourceHost ?? null, context.tls)
     return Socket[kAccept](this, id, ext)
   }
 
@@ -697,7 +797,7 @@ class SocketContext {
     const { ext } = validateOptions(options, 'options')
     const context = this[kContextState]
     context.state.checkOpen()
-    return Socket[kAccept](this, context.state.core.connectUnix(path), ext)
+    return Socket[kAccept](this, context.state.core.connectUnix(path, context.tls), ext)
   }
 
   /** Moves a socket here: later events reach this context's handlers; no onOpen; timeouts off. */
@@ -705,6 +805,11 @@ class SocketContext {
     if (!(socket instanceof Socket)) throw invalidArgType('socket', 'an instance of Socket', socket)
     if (socket.context.loop !== this.loop) {
       const err = new Error('adoptSocket: the socket belongs to another loop')
+      err.code = 'ERR_INVALID_ARG_VALUE'
+      throw err
+    }
+    if (socket.isTls !== this.isTls) {
+      const err = new Error(`adoptSocket: a ${socket.isTls ? 'TLS' : 'plain'} socket cannot move to a ${this.isTls ? 'TLS' : 'plain'} context`)
       err.code = 'ERR_INVALID_ARG_VALUE'
       throw err
     }
@@ -717,21 +822,38 @@ class SocketContext {
     return this.adoptSocket(socket)
   }
 
+  /** Same loop and TLS configuration (with its server names), own handlers. */
   createChild(options) {
     const { highWaterMark = this[kContextState].highWaterMark } = validateOptions(options, 'options')
-    return new SocketContext(this.loop, { highWaterMark })
+    const child = new SocketContext(this.loop, { highWaterMark })
+    child[kContextState].tls = this[kContextState].tls
+    child[kContextState].serverNames = this[kContextState].serverNames
+    return child
   }
 
-  addServerName() {
-    throw tlsOnly('addServerName')
+  /** SNI: clients asking for names matching `pattern` get the key and certificate of `tls`. */
+  addServerName(pattern, tls, ext) {
+    const context = this[kContextState]
+    if (typeof pattern !== 'string' || pattern === '') throw invalidArgType('pattern', 'a non-empty string', pattern)
+    if (context.tls === null) throw tlsOnly('addServerName')
+    context.tls.addServerName(pattern, tlsArgument(tls, 'tls'))
+    context.serverNames.set(serverNameKey(pattern), ext)
   }
 
-  removeServerName() {
-    throw tlsOnly('removeServerName')
+  removeServerName(pattern) {
+    const context = this[kContextState]
+    if (typeof pattern !== 'string') throw invalidArgType('pattern', 'of type string', pattern)
+    if (context.tls === null) throw tlsOnly('removeServerName')
+    context.tls.removeServerName(pattern)
+    context.serverNames.delete(serverNameKey(pattern))
   }
 
-  findServerNameExt() {
-    return undefined
+  /** The ext of the entry that serves `name` (a pattern finds its own entry). */
+  findServerNameExt(name) {
+    const context = this[kContextState]
+    if (typeof name !== 'string') throw invalidArgType('name', 'of type string', name)
+    const pattern = context.tls?.findServerName(name)
+    return pattern == null ? undefined : context.serverNames.get(pattern)
   }
 
   /** Closes the listen sockets, then every socket (onClose fires for each before returning). */
@@ -743,8 +865,8 @@ class SocketContext {
 }
 
 function tlsOnly(method) {
-  const err = new Error(`${method} needs a TLS context`)
-  err.code = 'ERR_TLS_UNAVAILABLE'
+  const err = new Error(`${method} needs a TLS context (new SocketContext(loop, { tls }))`)
+  err.code = 'ERR_TLS_REQUIRED'
   return err
 }
 
@@ -834,6 +956,9 @@ class Socket {
   #timeoutStamp = 0
   #longTimeoutStamp = 0
   #paused = false
+  #tls = false
+  /** What the TLS handshake settled ({ alpnProtocol, servername, peerCertificate }), once open. */
+  #tlsInfo = null
   /**
    * Data (Buffers), end (null) and the loop's close (its code) that arrived while paused, until
    * replayed after resume(); null when nothing is held.
@@ -856,6 +981,7 @@ class Socket {
     const contextState = context[kContextState]
     const state = contextState.state
     socket.#state = state
+    socket.#tls = contextState.tls !== null
     socket[kStamp] = Math.floor(id / SLOT_INDEX_RANGE)
     state.handles[socket.#index] = socket
     contextState.sockets.add(socket)
@@ -880,19 +1006,19 @@ class Socket {
   }
 
   get isTls() {
-    return false
+    return this.#tls
   }
 
   get alpnProtocol() {
-    return undefined
+    return this.#tlsInfo?.alpnProtocol ?? undefined
   }
 
   get servername() {
-    return undefined
+    return this.#tlsInfo?.servername ?? undefined
   }
 
   get peerCertificate() {
-    return undefined
+    return this.#tlsInfo?.peerCertificate ?? undefined
   }
 
   get remoteAddress() {
@@ -916,6 +1042,8 @@ class Socket {
   }
 
   get bufferedAmount() {
+    // TLS writes queue too, and the loop thread drains them: ask for the current amount.
+    if (this.#tls && !this.#closed && !this.#state.closed) return this.#state.core.bufferedAmount(this.#id)
     return this.#buffered
   }
 
@@ -923,25 +1051,29 @@ class Socket {
     return this.#established && !this.#closed && !this.#shutDown && !this.#state.closed
   }
 
+  // TLS: write and write2 queue plaintext for the loop thread while bufferedAmount is below the
+  // context's highWaterMark (the native side takes at most up to it); plain sockets write to
+  // the kernel, never past data that send() buffered.
   write(data, msgMore = false) {
     const bytes = bytesOf(data, 'data')
     if (typeof msgMore !== 'boolean') throw invalidArgType('msgMore', 'of type boolean', msgMore)
-    if (!this.#writable() || this.#buffered !== 0) return 0
-    return this.#state.core.write(this.#id, bytes, msgMore)
+    if (!this.#writable() || (this.#buffered !== 0 && !this.#tls)) return 0
+    return this.#state.core.write(this.#id, bytes, msgMore, this.#context[kContextState].highWaterMark)
   }
 
   write2(header, payload) {
     const headerBytes = bytesOf(header, 'header')
     const payloadBytes = bytesOf(payload, 'payload')
-    if (!this.#writable() || this.#buffered !== 0) return 0
-    return this.#state.core.write2(this.#id, headerBytes, payloadBytes)
+    if (!this.#writable() || (this.#buffered !== 0 && !this.#tls)) return 0
+    return this.#state.core.write2(this.#id, headerBytes, payloadBytes, this.#context[kContextState].highWaterMark)
   }
 
   send(data) {
     const bytes = bytesOf(data, 'data')
     if (!this.#writable()) return false
-    this.#buffered = this.#state.core.send(this.#id, bytes)
-    return this.#buffered < this.#context[kContextState].highWaterMark
+    const highWaterMark = this.#context[kContextState].highWaterMark
+    this.#buffered = this.#state.core.send(this.#id, bytes, highWaterMark)
+    return this.#buffered < highWaterMark
   }
 
   flush() {
@@ -1016,7 +1148,7 @@ class Socket {
     this.#forget()
     this.#state.core.releaseSocket(this.#id)
     const syscall = code === EPIPE ? 'write' : 'read'
-    this.#context[kContextState].handlers.onClose(this, code, code === 0 ? undefined : systemError(code, syscall))
+    this.#context[kContextState].handlers.onClose(this, code, code === 0 ? undefined : socketError(code, syscall))
   }
 
   #ended() {
@@ -1076,6 +1208,7 @@ class Socket {
         this.#remotePort = opened.remotePort
         this.#localPort = opened.localPort
         this.#established = true
+        if (this.#tls) this.#tlsInfo = this.#state.core.tlsInfo(this.#id) ?? null
         handlers.onOpen(this, records[at + 4] === OPENED_BY_CONNECT, opened.remoteAddress)
         break
       }
@@ -1107,7 +1240,7 @@ class Socket {
         this.#forget()
         this.#state.core.releaseSocket(this.#id)
         const code = arg | 0
-        handlers.onConnectError(this, code, systemError(code, 'connect'))
+        handlers.onConnectError(this, code, socketError(code, 'connect'))
         break
       }
     }

@@ -413,7 +413,7 @@ test('bad arguments: TypeError / RangeError naming the argument, on open and on 
   t.false(open.isClosed)
   t.is(tracker.count('close', open), 0)
 
-  const err = t.throws(() => new SocketContext(loop, { tls: {} }))
+  const err = t.throws(() => new SocketContext(loop, { tls: { key: 'not a key' } }))
   t.is(typeof (err as any)?.code, 'string')
   t.throws(() => new Socket(), { instanceOf: TypeError })
 })

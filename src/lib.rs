@@ -11,6 +11,7 @@
 pub mod error;
 pub mod event_loop;
 pub mod sys;
+pub mod tls;
 
 #[cfg(feature = "napi")]
 mod binding;

@@ -9,15 +9,17 @@ use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{Function, Uint32ArraySlice};
+use napi::bindgen_prelude::{Buffer, Function, Uint32ArraySlice};
 use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi::{Env, Status};
 use napi_derive::napi;
 
 use crate::error::Error;
-use crate::event_loop::{ConnectTarget, EventLoop, JsSide, LoopConfig, SlotId, SocketTimeout};
+use crate::event_loop::{ClientTls, ConnectTarget, EventLoop, JsSide, LoopConfig, SlotId, SocketTimeout};
+use crate::tls::{ConfigError, MinVersion, TlsContext, TlsFailure, TlsOptions};
 
 /// The string `code` a JavaScript error carries (`'EPERM'`, `'ERR_LOOP_CLOSED'`, ...).
 pub struct ErrorCode(&'static str);
@@ -45,6 +47,10 @@ fn js_error(err: Error) -> napi::Error<ErrorCode> {
 
 fn invalid_argument(message: String) -> napi::Error<ErrorCode> {
     napi::Error::new(ErrorCode("ERR_INVALID_ARG_VALUE"), message)
+}
+
+fn config_error(err: ConfigError) -> napi::Error<ErrorCode> {
+    napi::Error::new(ErrorCode(err.code), err.message)
 }
 
 fn slot(id: f64) -> SlotId {
@@ -116,6 +122,131 @@ fn connect_target(host: String, port: u16) -> ConnectTarget {
         Ok(ip) => ConnectTarget::Addresses(vec![SocketAddr::new(ip, port)]),
         Err(_) => ConnectTarget::Host(host, port),
     }
+}
+
+/// `TlsOptions` as `index.js` passes them: type-checked, PEM text as Buffers.
+#[napi(object)]
+pub struct TlsOptionsInput {
+    pub key: Option<Buffer>,
+    pub cert: Option<Buffer>,
+    pub key_file_name: Option<String>,
+    pub cert_file_name: Option<String>,
+    pub passphrase: Option<String>,
+    pub ca: Option<Buffer>,
+    pub ca_file_name: Option<String>,
+    pub reject_unauthorized: Option<bool>,
+    pub request_cert: Option<bool>,
+    pub servername: Option<String>,
+    pub alpn_protocols: Option<Vec<String>>,
+    /// `'TLSv1.3'` or anything else (checked in `index.js`) for TLS 1.2.
+    pub min_version: Option<String>,
+}
+
+impl From<TlsOptionsInput> for TlsOptions {
+    fn from(input: TlsOptionsInput) -> Self {
+        let defaults = TlsOptions::default();
+        TlsOptions {
+            key: input.key.map(|pem| pem.to_vec()),
+            cert: input.cert.map(|pem| pem.to_vec()),
+            key_file_name: input.key_file_name.map(PathBuf::from),
+            cert_file_name: input.cert_file_name.map(PathBuf::from),
+            passphrase: input.passphrase,
+            ca: input.ca.map(|pem| pem.to_vec()),
+            ca_file_name: input.ca_file_name.map(PathBuf::from),
+            reject_unauthorized: input.reject_unauthorized.unwrap_or(defaults.reject_unauthorized),
+            request_cert: input.request_cert.unwrap_or(defaults.request_cert),
+            servername: input.servername.filter(|name| !name.is_empty()),
+            alpn_protocols: input
+                .alpn_protocols
+                .unwrap_or_default()
+                .into_iter()
+                .map(String::into_bytes)
+                .collect(),
+            min_version: match input.min_version.as_deref() {
+                Some("TLSv1.3") => MinVersion::Tls13,
+                _ => MinVersion::Tls12,
+            },
+        }
+    }
+}
+
+/// The TLS configuration of a `SocketContext` (shared with its children). Internal.
+#[napi]
+pub struct TlsContextCore {
+    context: Arc<TlsContext>,
+}
+
+#[napi]
+impl TlsContextCore {
+    /// Checks and loads everything (keys, certificates, roots); throws with a `code` otherwise.
+    #[napi(constructor)]
+    pub fn new(options: TlsOptionsInput) -> Result<Self> {
+        let context = TlsContext::new(&options.into()).map_err(config_error)?;
+        Ok(TlsContextCore { context: Arc::new(context) })
+    }
+
+    #[napi]
+    pub fn add_server_name(&self, pattern: String, options: TlsOptionsInput) -> Result<()> {
+        self.context.add_server_name(&pattern, &options.into()).map_err(config_error)
+    }
+
+    #[napi]
+    pub fn remove_server_name(&self, pattern: String) -> bool {
+        self.context.remove_server_name(&pattern)
+    }
+
+    /// The pattern that serves `name` (a pattern finds itself).
+    #[napi]
+    pub fn find_server_name(&self, name: String) -> Option<String> {
+        self.context.find_server_name(&name)
+    }
+
+    /// What a negative `code` of a close or connect error means, if it is a TLS failure.
+    #[napi]
+    pub fn describe_failure(code: i32) -> Option<TlsFailureDescription> {
+        TlsFailure::from_code(code).map(|failure| TlsFailureDescription {
+            code: failure.name().to_owned(),
+            message: failure.message().to_owned(),
+        })
+    }
+
+    /// Whether handshakes asking for unknown names wait for `onServerName`.
+    #[napi]
+    pub fn set_asks_for_names(&self, asks: bool) {
+        self.context.set_asks_for_names(asks);
+    }
+}
+
+impl TlsContextCore {
+    fn server(&self) -> Result<Arc<TlsContext>> {
+        if !self.context.can_serve() {
+            return Err(napi::Error::new(
+                ErrorCode("ERR_TLS_NO_CERTIFICATE"),
+                "a TLS context listens only with a key and certificate (options.tls key/cert)".to_owned(),
+            ));
+        }
+        Ok(Arc::clone(&self.context))
+    }
+
+    fn client(&self, host: &str) -> Result<ClientTls> {
+        let name = self.context.server_name_for(host).map_err(config_error)?;
+        Ok(ClientTls { context: Arc::clone(&self.context), name })
+    }
+}
+
+/// The `code` and message of a TLS failure code from a close or connect-error record.
+#[napi(object)]
+pub struct TlsFailureDescription {
+    pub code: String,
+    pub message: String,
+}
+
+/// What a TLS socket's handshake settled.
+#[napi(object)]
+pub struct TlsSocketInfo {
+    pub alpn_protocol: Option<String>,
+    pub servername: Option<String>,
+    pub peer_certificate: Option<Buffer>,
 }
 
 /// One loop thread and its delivery channel. Internal: `index.js` wraps it as `Loop`.
@@ -239,15 +370,24 @@ impl LoopCore {
 
     /// Listens on TCP; returns the listener's id. Errors carry the errno code (`EADDRINUSE`).
     #[napi]
-    pub fn listen(&self, host: Option<String>, port: u32, exclusive: bool) -> Result<f64> {
+    pub fn listen(
+        &self,
+        host: Option<String>,
+        port: u32,
+        exclusive: bool,
+        tls: Option<&TlsContextCore>,
+    ) -> Result<f64> {
+        let tls = tls.map(TlsContextCore::server).transpose()?;
         let addr = listen_address(host, port as u16)?;
-        let id = self.running()?.listen(&mut self.js.borrow_mut(), addr, exclusive).map_err(js_error)?;
+        let id = self.running()?.listen(&mut self.js.borrow_mut(), addr, exclusive, tls).map_err(js_error)?;
         Ok(id.pack() as f64)
     }
 
     #[napi]
-    pub fn listen_unix(&self, path: String) -> Result<f64> {
-        let id = self.running()?.listen_unix(&mut self.js.borrow_mut(), path.as_ref()).map_err(js_error)?;
+    pub fn listen_unix(&self, path: String, tls: Option<&TlsContextCore>) -> Result<f64> {
+        let tls = tls.map(TlsContextCore::server).transpose()?;
+        let id =
+            self.running()?.listen_unix(&mut self.js.borrow_mut(), path.as_ref(), tls).map_err(js_error)?;
         Ok(id.pack() as f64)
     }
 
@@ -267,7 +407,14 @@ impl LoopCore {
 
     /// Starts a connect; returns the socket's id at once. `source` must be an IP address.
     #[napi]
-    pub fn connect(&self, host: String, port: u32, source: Option<String>) -> Result<f64> {
+    pub fn connect(
+        &self,
+        host: String,
+        port: u32,
+        source: Option<String>,
+        tls: Option<&TlsContextCore>,
+    ) -> Result<f64> {
+        let tls = tls.map(|tls| tls.client(&host)).transpose()?;
         let source =
             match source.filter(|s| !s.is_empty()) {
                 Some(text) => Some(text.parse::<IpAddr>().map_err(|_| {
@@ -278,35 +425,62 @@ impl LoopCore {
         let event_loop = self.running()?;
         let id = event_loop.create_handle().map_err(js_error)?;
         event_loop
-            .connect(&mut self.js.borrow_mut(), id, connect_target(host, port as u16), source)
+            .connect(&mut self.js.borrow_mut(), id, connect_target(host, port as u16), source, tls)
             .map_err(js_error)?;
         Ok(id.pack() as f64)
     }
 
+    /// Connects to a Unix socket; over TLS the certificate must be valid for `tls.servername`
+    /// (default `localhost`).
     #[napi]
-    pub fn connect_unix(&self, path: String) -> Result<f64> {
+    pub fn connect_unix(&self, path: String, tls: Option<&TlsContextCore>) -> Result<f64> {
+        let tls = tls.map(|tls| tls.client("localhost")).transpose()?;
         let event_loop = self.running()?;
         let id = event_loop.create_handle().map_err(js_error)?;
         event_loop
-            .connect(&mut self.js.borrow_mut(), id, ConnectTarget::Unix(PathBuf::from(path)), None)
+            .connect(&mut self.js.borrow_mut(), id, ConnectTarget::Unix(PathBuf::from(path)), None, tls)
             .map_err(js_error)?;
         Ok(id.pack() as f64)
     }
 
+    /// `highWaterMark` bounds what a TLS write queues (plain TCP writes go to the kernel).
     #[napi]
-    pub fn write(&self, id: f64, data: &[u8], more: bool) -> u32 {
-        self.if_running(|event_loop| event_loop.write(&self.js.borrow(), slot(id), data, more) as u32)
+    pub fn write(&self, id: f64, data: &[u8], more: bool, high_water_mark: f64) -> u32 {
+        self.if_running(|event_loop| {
+            event_loop.write(&self.js.borrow(), slot(id), data, more, high_water_mark as usize) as u32
+        })
     }
 
     #[napi]
-    pub fn write2(&self, id: f64, header: &[u8], payload: &[u8]) -> u32 {
-        self.if_running(|event_loop| event_loop.write2(&self.js.borrow(), slot(id), header, payload) as u32)
+    pub fn write2(&self, id: f64, header: &[u8], payload: &[u8], high_water_mark: f64) -> u32 {
+        self.if_running(|event_loop| {
+            event_loop.write2(&self.js.borrow(), slot(id), header, payload, high_water_mark as usize) as u32
+        })
     }
 
     /// Takes all of `data`; returns the bytes buffered natively afterwards.
     #[napi]
-    pub fn send(&self, id: f64, data: &[u8]) -> f64 {
-        self.if_running(|event_loop| event_loop.send(&self.js.borrow(), slot(id), data) as f64)
+    pub fn send(&self, id: f64, data: &[u8], high_water_mark: f64) -> f64 {
+        self.if_running(|event_loop| {
+            event_loop.send(&self.js.borrow(), slot(id), data, high_water_mark as usize) as f64
+        })
+    }
+
+    /// What the socket's TLS handshake settled (undefined for plain sockets or once closed).
+    #[napi]
+    pub fn tls_info(&self, id: f64) -> Option<TlsSocketInfo> {
+        let info = self.event_loop.as_ref()?.tls_info(&self.js.borrow(), slot(id))?;
+        Some(TlsSocketInfo {
+            alpn_protocol: info.alpn_protocol,
+            servername: info.server_name,
+            peer_certificate: info.peer_certificate.map(Buffer::from),
+        })
+    }
+
+    /// JavaScript ran (or had no) `onServerName` for the handshake of socket `id`.
+    #[napi]
+    pub fn server_name_chosen(&self, id: f64) {
+        self.if_running(|event_loop| event_loop.server_name_chosen(slot(id)));
     }
 
     #[napi]

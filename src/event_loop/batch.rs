@@ -35,6 +35,10 @@ pub enum EventKind {
     Close = 10,
     /// A connect failed: `arg` is the errno, or a negative libuv code (ENOTFOUND), as an i32.
     ConnectError = 11,
+    /// A TLS client asked for a server name that no pattern of its context matches, and the
+    /// context has an `onServerName` handler. The socket's handshake waits until JavaScript
+    /// answers. Payload: the listener's slot index and generation, then the name as UTF-8.
+    ServerName = 12,
 }
 
 /// `arg` of a timer event whose timer does not repeat: it is disarmed once this is delivered.
@@ -43,8 +47,8 @@ pub const TIMER_FINAL: u32 = 1;
 /// Every record starts `[kind, slot index, stamp, arg]`. The stamp is the one JavaScript gave when
 /// it armed or started the handle (for sockets: the slot's generation); JavaScript drops records
 /// whose stamp is no longer current, which is how a `stop()`, `close()` or re-`set()` discards
-/// events already queued. Records of kind `Open` and `Data` are followed by `arg` payload bytes,
-/// padded to whole words.
+/// events already queued. Records of kind `Open`, `Data` and `ServerName` are followed by `arg`
+/// payload bytes, padded to whole words.
 pub const WORDS_PER_EVENT: usize = 4;
 
 /// `listener` word of an `Open` payload for a socket that connected rather than was accepted.

@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 
 pub use batch::{Batch, EventKind, EVENT_BYTES, OPENED_BY_CONNECT, TIMER_FINAL, WORDS_PER_EVENT};
 pub use slots::SlotId;
-pub use sockets::{ConnectTarget, SocketTimeout};
+pub use sockets::{ClientTls, ConnectTarget, SocketTimeout};
 
 use crate::error::{Error, Result};
 use crate::sys;
+use crate::tls::{TlsContext, TlsInfo};
 use batch::{Delivery, Taken};
 use poller::{Poller, Trigger};
 use slots::{Slab, SlotAllocator};
@@ -260,20 +261,37 @@ impl EventLoop {
     }
 
     /// Listens on `addr`; `exclusive` refuses to share the port (see [`crate::sys::listen_tcp`]).
-    pub fn listen(&self, js: &mut JsSide, addr: SocketAddr, exclusive: bool) -> Result<SlotId> {
+    /// With `tls`, accepted connections handshake with it before JavaScript hears of them.
+    pub fn listen(
+        &self,
+        js: &mut JsSide,
+        addr: SocketAddr,
+        exclusive: bool,
+        tls: Option<Arc<TlsContext>>,
+    ) -> Result<SlotId> {
         self.check_open()?;
-        self.watch_listener(js, sys::listen_tcp(addr, exclusive)?)
+        self.watch_listener(js, sys::listen_tcp(addr, exclusive)?, tls)
     }
 
-    pub fn listen_unix(&self, js: &mut JsSide, path: &std::path::Path) -> Result<SlotId> {
+    pub fn listen_unix(
+        &self,
+        js: &mut JsSide,
+        path: &std::path::Path,
+        tls: Option<Arc<TlsContext>>,
+    ) -> Result<SlotId> {
         self.check_open()?;
-        self.watch_listener(js, sys::listen_unix(path)?)
+        self.watch_listener(js, sys::listen_unix(path)?, tls)
     }
 
-    fn watch_listener(&self, js: &mut JsSide, socket: sys::Socket) -> Result<SlotId> {
+    fn watch_listener(
+        &self,
+        js: &mut JsSide,
+        socket: sys::Socket,
+        tls: Option<Arc<TlsContext>>,
+    ) -> Result<SlotId> {
         let id = self.create_handle()?;
         let fd = socket.as_raw_fd();
-        let listener = Arc::new(ListenerIo::new(socket));
+        let listener = Arc::new(ListenerIo::new(socket, tls));
         self.submit(Command::Socket(SocketCommand::WatchListener { id, listener: Arc::clone(&listener) }));
         if let Err(err) = self.shared.poller.watch(fd, id.index as usize, READABLE, Trigger::Level) {
             self.release(id);
@@ -298,50 +316,96 @@ impl EventLoop {
         }
     }
 
-    /// Starts connecting a socket whose id the caller created; the outcome is an `Open` or a
-    /// `ConnectError` record.
+    /// Starts connecting a socket whose id the caller created; the outcome is an `Open` (for
+    /// TLS, once the handshake completed) or a `ConnectError` record.
     pub fn connect(
         &self,
         js: &mut JsSide,
         id: SlotId,
         target: ConnectTarget,
         source: Option<IpAddr>,
+        tls: Option<ClientTls>,
     ) -> Result<()> {
         self.check_current(id)?;
         js.connecting.insert(id);
-        self.submit(Command::Socket(SocketCommand::Connect { id, target, source }));
+        self.submit(Command::Socket(SocketCommand::Connect { id, target, source, tls }));
         Ok(())
     }
 
-    /// `socket.write`: the bytes the kernel took now.
-    pub fn write(&self, js: &JsSide, id: SlotId, data: &[u8], more: bool) -> usize {
+    /// `socket.write`: the bytes the kernel took now. TLS: the bytes queued for the loop to
+    /// encrypt, as many as keep `bufferedAmount` within `high_water_mark`.
+    pub fn write(&self, js: &JsSide, id: SlotId, data: &[u8], more: bool, high_water_mark: usize) -> usize {
+        self.write_parts(js, id, &[data], more, high_water_mark)
+    }
+
+    /// `socket.write2`: both buffers in one writev (TLS: in the same records); the bytes taken.
+    pub fn write2(
+        &self,
+        js: &JsSide,
+        id: SlotId,
+        header: &[u8],
+        payload: &[u8],
+        high_water_mark: usize,
+    ) -> usize {
+        self.write_parts(js, id, &[header, payload], false, high_water_mark)
+    }
+
+    fn write_parts(
+        &self,
+        js: &JsSide,
+        id: SlotId,
+        parts: &[&[u8]],
+        more: bool,
+        high_water_mark: usize,
+    ) -> usize {
         let Some(io) = js.sockets.get(id) else { return 0 };
-        let written = io.write(data, more);
-        if written < data.len() {
+        let written = if io.is_tls() {
+            let (taken, start) = io.queue_plaintext(parts, high_water_mark);
+            if start {
+                self.submit(Command::Socket(SocketCommand::Drain { id }));
+            }
+            taken
+        } else if let [header, payload] = parts {
+            io.write2(header, payload)
+        } else {
+            io.write(parts[0], more)
+        };
+        if written < parts.iter().map(|part| part.len()).sum() {
             self.submit(Command::Socket(SocketCommand::CheckWritable { id }));
         }
         written
     }
 
-    /// `socket.write2`: both buffers in one writev; the bytes the kernel took now.
-    pub fn write2(&self, js: &JsSide, id: SlotId, header: &[u8], payload: &[u8]) -> usize {
+    /// `socket.send`: takes all of `data`, queueing what the kernel does not take now (TLS:
+    /// queueing all of it for the loop to encrypt). Returns the bytes buffered afterwards; at
+    /// `high_water_mark` or more, `Writable` reports the drain.
+    pub fn send(&self, js: &JsSide, id: SlotId, data: &[u8], high_water_mark: usize) -> usize {
         let Some(io) = js.sockets.get(id) else { return 0 };
-        let written = io.write2(header, payload);
-        if written < header.len() + payload.len() {
-            self.submit(Command::Socket(SocketCommand::CheckWritable { id }));
-        }
-        written
-    }
-
-    /// `socket.send`: takes all of `data`, queueing what the kernel does not take now. Returns
-    /// the bytes queued afterwards.
-    pub fn send(&self, js: &JsSide, id: SlotId, data: &[u8]) -> usize {
-        let Some(io) = js.sockets.get(id) else { return 0 };
-        let (buffered, start_draining) = io.send(data);
+        let start_draining = if io.is_tls() {
+            let (_, start) = io.queue_plaintext(&[data], usize::MAX);
+            if io.buffered_amount() >= high_water_mark {
+                self.submit(Command::Socket(SocketCommand::CheckWritable { id }));
+            }
+            start
+        } else {
+            io.send(data).1
+        };
         if start_draining {
             self.submit(Command::Socket(SocketCommand::Drain { id }));
         }
-        buffered
+        io.buffered_amount()
+    }
+
+    /// What the TLS handshake of an open socket settled (None for plain sockets).
+    pub fn tls_info(&self, js: &JsSide, id: SlotId) -> Option<TlsInfo> {
+        js.sockets.get(id)?.tls_info().cloned()
+    }
+
+    /// JavaScript ran `onServerName` for the socket's handshake, which goes on.
+    pub fn server_name_chosen(&self, id: SlotId) {
+        if self.check_current(id).is_ok() {
+            self.submit(Command::Socket(SocketCommand::ServerNameChosen { id }));
+        }
     }
 
     pub fn buffered_amount(&self, js: &JsSide, id: SlotId) -> usize {

@@ -1,10 +1,16 @@
-//! TCP and Unix sockets on the loop thread: accept, connect (with name resolution off the loop
-//! thread), read into event batches, drain send buffers, shutdown and timeouts.
+//! TCP, Unix and TLS sockets on the loop thread: accept, connect (with name resolution off the
+//! loop thread), read into event batches, drain send buffers, TLS sessions, shutdown and
+//! timeouts.
 //!
 //! A socket's descriptor is shared: the loop thread reads from it and the JavaScript thread
 //! writes to it directly (plain TCP writes need no thread hop). The descriptor lives in a
 //! [`SocketIo`] behind an `Arc` held by both threads, so it is closed only when neither uses it:
 //! a number is never used after the descriptor may have been closed.
+//!
+//! TLS sockets take writes into the same shared queue as `send`, as plaintext; the loop thread
+//! encrypts and sends them, so no crypto runs on the JavaScript thread. JavaScript hears `Open`
+//! only once the handshake completed; a server socket whose handshake fails is never shown to
+//! it, and a client's ends in `ConnectError`.
 
 use std::collections::VecDeque;
 use std::io;
@@ -12,13 +18,15 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::batch::{open_payload, EventKind};
 use super::poller::Trigger;
 use super::{lock, Command, Handle, LoopThread, SlotId, READABLE, WRITABLE};
 use crate::sys::{self, SockAddr, Socket};
+use crate::tls::{Progress, TlsContext, TlsFailure, TlsInfo, TlsSession};
+use tokio_rustls::rustls::pki_types::ServerName;
 
 /// libuv's code for a failed name lookup, which Node reports as `ENOTFOUND`.
 const UV_ENOTFOUND: i32 = -3008;
@@ -36,6 +44,17 @@ const ACCEPTS_PER_ITERATION: usize = 128;
 const MAX_CONCURRENT_LOOKUPS: usize = 8;
 /// Socket timeouts are coarse: they fire on ticks of this period, never early.
 const TIMEOUT_GRANULARITY: Duration = Duration::from_secs(4);
+/// A TLS handshake must complete this soon (plus up to one tick) after the TCP connection
+/// opened, unless JavaScript set a connect timeout of its own; a server drops the connection
+/// silently, a client reports `ERR_TLS_HANDSHAKE_TIMEOUT`.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The stamp of a handshake timeout the loop armed itself (JavaScript's stamps are never 0).
+const HANDSHAKE_TIMEOUT_STAMP: u32 = 0;
+/// TLS: plaintext is encrypted only while less ciphertext than this waits for the kernel, so a
+/// slow peer holds its queue as plaintext rather than doubling it.
+const TLS_OUTPUT_WINDOW: usize = 256 * 1024;
+/// TLS: plaintext encrypted per step (rustls cuts it into records of 16 KiB).
+const TLS_ENCRYPT_CHUNK: usize = 64 * 1024;
 
 // Bits of `SocketIo::flags`.
 /// JavaScript asked for a FIN (sent once the send buffer is empty).
@@ -50,24 +69,43 @@ const DEAD: u32 = 4;
 pub struct SocketIo {
     socket: Socket,
     flags: AtomicU32,
-    /// Bytes taken by `send` that the kernel has not taken yet, in order.
+    /// Bytes taken by `send` that the kernel has not taken yet, in order. TLS: all plaintext
+    /// written, not yet encrypted.
     send_buffer: Mutex<VecDeque<u8>>,
     /// The length of `send_buffer`, readable without its lock.
     buffered: AtomicUsize,
+    /// TLS: writes go through the loop thread (which encrypts them).
+    tls: bool,
+    /// TLS: ciphertext the kernel has not taken yet.
+    tls_output: AtomicUsize,
+    /// TLS: what the handshake settled, set when it completed.
+    tls_info: OnceLock<TlsInfo>,
     /// The errno of a failed write from the JavaScript thread (0: none). A failed send consumes
     /// the socket's pending error, so the loop would otherwise take a reset for an orderly end.
     write_error: AtomicI32,
 }
 
 impl SocketIo {
-    fn new(socket: Socket) -> SocketIo {
+    fn new(socket: Socket, tls: bool) -> SocketIo {
         SocketIo {
             socket,
             flags: AtomicU32::new(0),
             send_buffer: Mutex::default(),
             buffered: AtomicUsize::new(0),
+            tls,
+            tls_output: AtomicUsize::new(0),
+            tls_info: OnceLock::new(),
             write_error: AtomicI32::new(0),
         }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The settled TLS parameters (None before the handshake completed, or for plain sockets).
+    pub fn tls_info(&self) -> Option<&TlsInfo> {
+        self.tls_info.get()
     }
 
     /// The outcome of a send from the JavaScript thread: the count, or 0 with the error kept.
@@ -98,9 +136,31 @@ impl SocketIo {
         self.socket.as_raw_fd()
     }
 
-    /// Bytes taken by `send` and not yet handed to the kernel.
+    /// Bytes taken by `send` (TLS: by any write, plus their records) and not yet handed to the
+    /// kernel.
     pub fn buffered_amount(&self) -> usize {
-        self.buffered.load(Ordering::Acquire)
+        self.buffered.load(Ordering::Acquire) + self.tls_output.load(Ordering::Acquire)
+    }
+
+    /// TLS writes: queues as much of `parts` as keeps the buffered amount within `limit`, for
+    /// the loop to encrypt. Returns the bytes taken and whether the loop must start (the queue
+    /// was empty).
+    pub fn queue_plaintext(&self, parts: &[&[u8]], limit: usize) -> (usize, bool) {
+        if self.has(DEAD | SHUTDOWN_REQUESTED) {
+            return (0, false);
+        }
+        let mut queue = lock(&self.send_buffer);
+        let was_empty = queue.is_empty();
+        let mut room = limit.saturating_sub(queue.len() + self.tls_output.load(Ordering::Acquire));
+        let mut taken = 0;
+        for part in parts {
+            let count = part.len().min(room);
+            queue.extend(&part[..count]);
+            room -= count;
+            taken += count;
+        }
+        self.buffered.store(queue.len(), Ordering::Release);
+        (taken, was_empty && !queue.is_empty())
     }
 
     fn writable_now(&self) -> bool {
@@ -156,11 +216,12 @@ impl SocketIo {
         Ok(buffer.is_empty())
     }
 
-    /// `shutdown`: FIN now if nothing is queued, else after the queue drains (the loop does it).
+    /// `shutdown`: FIN now if nothing is queued, else after the queue drains (the loop does it,
+    /// and for TLS always: close_notify goes first).
     pub fn shutdown(&self) {
         self.set(SHUTDOWN_REQUESTED);
         let buffer = lock(&self.send_buffer);
-        if buffer.is_empty() {
+        if buffer.is_empty() && !self.tls {
             // A reset connection cannot be shut down; the reader reports the reset.
             let _ = self.finish_shutdown();
         }
@@ -181,7 +242,7 @@ impl SocketIo {
 
     /// `flush`: pushes out data held back by MSG_MORE.
     pub fn flush(&self) {
-        if !self.has(DEAD) {
+        if !self.has(DEAD) && !self.tls {
             let _ = sys::uncork(&self.socket);
         }
     }
@@ -197,11 +258,13 @@ impl SocketIo {
 #[derive(Debug)]
 pub struct ListenerIo {
     socket: Mutex<Option<Socket>>,
+    /// TLS listeners: the configuration accepted connections handshake with.
+    tls: Option<Arc<TlsContext>>,
 }
 
 impl ListenerIo {
-    pub fn new(socket: Socket) -> ListenerIo {
-        ListenerIo { socket: Mutex::new(Some(socket)) }
+    pub fn new(socket: Socket, tls: Option<Arc<TlsContext>>) -> ListenerIo {
+        ListenerIo { socket: Mutex::new(Some(socket)), tls }
     }
 
     /// The listening fd, if still open.
@@ -241,6 +304,13 @@ pub struct SocketTimeout {
     pub stamp: u32,
 }
 
+/// A TLS connect: the context's configuration and the name to verify (and send as SNI).
+#[derive(Debug)]
+pub struct ClientTls {
+    pub context: Arc<TlsContext>,
+    pub name: ServerName<'static>,
+}
+
 /// Where a connect goes.
 #[derive(Debug)]
 pub enum ConnectTarget {
@@ -263,6 +333,7 @@ pub(super) enum SocketCommand {
         id: SlotId,
         target: ConnectTarget,
         source: Option<IpAddr>,
+        tls: Option<ClientTls>,
     },
     /// A name lookup finished (sent by its lookup thread).
     Resolved {
@@ -299,6 +370,10 @@ pub(super) enum SocketCommand {
         id: SlotId,
         paused: bool,
     },
+    /// JavaScript ran `onServerName` for the socket's handshake: go on.
+    ServerNameChosen {
+        id: SlotId,
+    },
 }
 
 #[derive(Debug)]
@@ -317,6 +392,15 @@ pub(super) struct SocketState {
     io: Option<Arc<SocketIo>>,
     phase: Phase,
     source: Option<IpAddr>,
+    /// Opened by a connect (JavaScript knows it from the start), not accepted.
+    client: bool,
+    /// The listener that accepted it (its `Open` names it).
+    listener: Option<SlotId>,
+    /// A TLS connect's configuration, until the TCP connection opens.
+    client_tls: Option<ClientTls>,
+    tls: Option<Box<TlsSession>>,
+    /// A TLS server waits for JavaScript's `onServerName`: input is not read meanwhile.
+    choosing_name: bool,
     /// The interest registered with the poller (level-triggered), kept equal to
     /// [`SocketState::wanted_interest`] by `sync_interest`.
     interest: u32,
@@ -342,6 +426,11 @@ impl SocketState {
             io,
             phase,
             source,
+            client: true,
+            listener: None,
+            client_tls: None,
+            tls: None,
+            choosing_name: false,
             interest,
             registered: true,
             throttled: false,
@@ -361,11 +450,20 @@ impl SocketState {
             Phase::Resolving => 0,
             Phase::Connecting { .. } => WRITABLE,
             Phase::Open => {
-                let reads = !self.paused && !self.peer_finished && !self.throttled;
-                let writes = self.wants_writable || io.buffered_amount() > 0;
+                let reads = !self.paused && !self.peer_finished && !self.throttled && !self.choosing_name;
+                let writes = match &self.tls {
+                    // Plaintext waits only while ciphertext does.
+                    Some(session) => !session.pending_output().is_empty(),
+                    None => self.wants_writable || io.buffered_amount() > 0,
+                };
                 (if reads { READABLE } else { 0 }) | if writes { WRITABLE } else { 0 }
             }
         }
+    }
+
+    /// Whether JavaScript has seen it open (TLS: the handshake completed).
+    fn open_for_js(&self) -> bool {
+        matches!(self.phase, Phase::Open) && self.tls.as_ref().is_none_or(|session| session.is_open())
     }
 }
 
@@ -385,11 +483,13 @@ impl LoopThread {
                         .insert(id, Handle::Listener(ListenerState { io: listener, throttled: false }));
                 }
             }
-            SocketCommand::Connect { id, target, source } => {
+            SocketCommand::Connect { id, target, source, tls } => {
                 if !lock(&self.shared.slots).is_current(id) {
                     return;
                 }
-                self.handles.insert(id, Handle::Socket(SocketState::new(Phase::Resolving, None, source, 0)));
+                let mut state = SocketState::new(Phase::Resolving, None, source, 0);
+                state.client_tls = tls;
+                self.handles.insert(id, Handle::Socket(state));
                 match target {
                     ConnectTarget::Addresses(addresses) => {
                         self.connect_next(id, addresses.into_iter().map(SockAddr::from).collect(), None)
@@ -429,6 +529,7 @@ impl LoopThread {
                 }
             }
             SocketCommand::Drain { id } => self.socket_writable(id),
+            SocketCommand::Shutdown { id } if self.is_tls(id) => self.flush_tls(id),
             SocketCommand::Shutdown { id } => {
                 // Both directions finished: the FIN is out (not still waiting behind `send`
                 // data, whose drain closes the socket instead) and the peer's FIN came.
@@ -445,10 +546,7 @@ impl LoopThread {
                 lock(&self.shared.slots).release(id);
             }
             SocketCommand::SetTimeout { id, long, after, connecting, stamp } => {
-                let open = matches!(
-                    self.handles.get(id),
-                    Some(Handle::Socket(SocketState { phase: Phase::Open, .. }))
-                );
+                let open = matches!(self.handles.get(id), Some(Handle::Socket(state)) if state.open_for_js());
                 if !(connecting && open) {
                     self.set_timeout(id, long, after, stamp);
                 }
@@ -459,7 +557,12 @@ impl LoopThread {
                     self.sync_interest(id);
                 }
             }
+            SocketCommand::ServerNameChosen { id } => self.server_name_chosen(id),
         }
+    }
+
+    fn is_tls(&self, id: SlotId) -> bool {
+        matches!(self.handles.get(id), Some(Handle::Socket(SocketState { tls: Some(_), .. })))
     }
 
     fn open_io(&self, id: SlotId) -> Option<Arc<SocketIo>> {
@@ -502,7 +605,8 @@ impl LoopThread {
             match attempt {
                 Ok(socket) => {
                     if let Some(Handle::Socket(state)) = self.handles.get_mut(id) {
-                        state.io = Some(Arc::new(SocketIo::new(socket)));
+                        let tls = state.client_tls.is_some();
+                        state.io = Some(Arc::new(SocketIo::new(socket, tls)));
                         state.phase = Phase::Connecting { remaining };
                         state.interest = WRITABLE;
                     }
@@ -532,16 +636,43 @@ impl LoopThread {
             self.connect_next(id, remaining, Some(errno_of(&err)));
             return;
         }
-        let (Ok(remote), Ok(local)) = (io.socket.peer_addr(), io.socket.local_addr()) else {
+        if io.socket.peer_addr().is_err() {
             return; // not connected yet (ENOTCONN): reported again when it is
-        };
+        }
         state.phase = Phase::Open;
-        // A connect timeout does not carry over to the open socket.
+        if let Some(ClientTls { context, name }) = state.client_tls.take() {
+            // JavaScript hears `Open` after the handshake; a connect timeout covers it too.
+            match TlsSession::client(context, name) {
+                Ok(session) => state.tls = Some(Box::new(session)),
+                Err(failure) => return self.fail_connect(id, failure.code()),
+            }
+            if state.timeout.is_none() {
+                self.set_timeout(id, false, Some(TLS_HANDSHAKE_TIMEOUT), HANDSHAKE_TIMEOUT_STAMP);
+            }
+            self.flush_tls(id);
+            return;
+        }
+        self.announce_open(id, None);
+    }
+
+    /// JavaScript hears that the socket opened (TLS: its handshake completed), with its
+    /// addresses (`remote` when known, else asked of the socket), and gets its share of the
+    /// socket to write through.
+    fn announce_open(&mut self, id: SlotId, remote: Option<SockAddr>) {
+        let Some(Handle::Socket(state)) = self.handles.get_mut(id) else { return };
+        let Some(io) = state.io.clone() else { return };
+        // A connect (or handshake) timeout does not carry over to the open socket.
         if let Some((deadline, _)) = state.timeout.take() {
             self.socket_timeouts.remove(deadline, id.index);
         }
-        let payload = open_payload(None, &sys::describe_address(&remote), &sys::describe_address(&local));
-        lock(&self.shared.opened).push((id, io, true));
+        if let Some(session) = &state.tls {
+            let _ = io.tls_info.set(session.info());
+        }
+        let describe =
+            |addr: io::Result<SockAddr>| addr.map(|addr| sys::describe_address(&addr)).unwrap_or_default();
+        let remote = describe(remote.map_or_else(|| io.socket.peer_addr(), Ok));
+        let payload = open_payload(state.listener, &remote, &describe(io.socket.local_addr()));
+        lock(&self.shared.opened).push((id, io, state.client));
         self.events.push_with_payload(EventKind::Open, id.index, id.generation, &payload);
         self.sync_interest(id);
     }
@@ -645,6 +776,10 @@ impl LoopThread {
 
     /// Drains the send buffer; reports `Writable` when it empties (or after a partial `write`).
     fn socket_writable(&mut self, id: SlotId) {
+        if self.is_tls(id) {
+            self.flush_tls(id);
+            return;
+        }
         let Some(io) = self.open_io(id) else { return };
         let mut report = io.buffered_amount() > 0;
         if let Some(Handle::Socket(state)) = self.handles.get_mut(id) {
@@ -701,11 +836,12 @@ impl LoopThread {
         if !matches!(state.phase, Phase::Open) {
             return;
         }
-        if state.peer_finished || state.paused {
+        if state.peer_finished || state.paused || state.choosing_name {
             // Not watching input, so this is an error or a hang-up, which epoll always reports.
             self.hang_up(id, &io);
             return;
         }
+        let tls = state.tls.is_some();
         let mut read = 0;
         loop {
             let credit = self.credit();
@@ -720,6 +856,15 @@ impl LoopThread {
                 Ok(0) => {
                     self.peer_finished(id, &io);
                     return;
+                }
+                Ok(n) if tls => {
+                    read += n;
+                    let buffer = std::mem::take(&mut self.recv_buffer);
+                    let still_reading = self.tls_receive(id, &buffer[..n]);
+                    self.recv_buffer = buffer;
+                    if !still_reading || n < room || read >= READ_BUDGET_PER_SOCKET {
+                        return;
+                    }
                 }
                 Ok(n) => {
                     read += n;
@@ -764,10 +909,13 @@ impl LoopThread {
     }
 
     fn peer_finished(&mut self, id: SlotId, io: &SocketIo) {
-        if let Some(Handle::Socket(state)) = self.handles.get_mut(id) {
-            state.peer_finished = true;
-        }
-        if let Some(errno) = io.failure() {
+        let Some(Handle::Socket(state)) = self.handles.get_mut(id) else { return };
+        state.peer_finished = true;
+        if !state.open_for_js() {
+            // The connection ended in the middle of a TLS handshake.
+            let errno = io.failure().unwrap_or(libc::ECONNRESET);
+            self.close_from_loop(id, errno);
+        } else if let Some(errno) = io.failure() {
             // The end of the stream was a reset that a write from JavaScript ran into first.
             self.close_from_loop(id, errno);
         } else if io.has(FIN_SENT) {
@@ -809,22 +957,159 @@ impl LoopThread {
                 lock(&self.shared.slots).release(id);
                 continue;
             }
-            let local = socket.local_addr().map(|addr| sys::describe_address(&addr)).unwrap_or_default();
-            let io = Arc::new(SocketIo::new(socket));
-            let state = SocketState::new(Phase::Open, Some(Arc::clone(&io)), None, READABLE);
+            let io = Arc::new(SocketIo::new(socket, listener.tls.is_some()));
+            let mut state = SocketState::new(Phase::Open, Some(io), None, READABLE);
+            state.client = false;
+            state.listener = Some(listener_id);
+            state.tls =
+                listener.tls.as_ref().map(|context| Box::new(TlsSession::server(Arc::clone(context))));
+            let tls = state.tls.is_some();
             self.handles.insert(id, Handle::Socket(state));
-            lock(&self.shared.opened).push((id, io, false));
-            let payload = open_payload(Some(listener_id), &sys::describe_address(&remote), &local);
-            self.events.push_with_payload(EventKind::Open, id.index, id.generation, &payload);
+            if tls {
+                // JavaScript hears of it once the handshake completed.
+                self.set_timeout(id, false, Some(TLS_HANDSHAKE_TIMEOUT), HANDSHAKE_TIMEOUT_STAMP);
+            } else {
+                self.announce_open(id, Some(remote));
+            }
         }
     }
 
     /// The loop closes a socket (error, or both sides finished): JavaScript hears `Close` and
-    /// frees the slot when it has dispatched it.
+    /// frees the slot when it has dispatched it. A TLS socket that never opened is a failed
+    /// connect for a client; a server's is dropped without JavaScript ever hearing of it.
     fn close_from_loop(&mut self, id: SlotId, errno: i32) {
-        if self.forget_socket(id) {
-            self.events.push(EventKind::Close, id.index, id.generation, errno as u32);
+        let Some(Handle::Socket(state)) = self.handles.get(id) else { return };
+        let (open, client) = (state.open_for_js(), state.client);
+        if !open && client {
+            self.fail_connect(id, errno);
+        } else if self.forget_socket(id) {
+            if open {
+                self.events.push(EventKind::Close, id.index, id.generation, errno as u32);
+            } else {
+                lock(&self.shared.slots).release(id);
+            }
         }
+    }
+
+    /// Feeds ciphertext just read to the socket's TLS session: plaintext becomes `Data`, a
+    /// completed handshake `Open`, the peer's close_notify `End`, a name no pattern knows a
+    /// `ServerName` question. Returns whether the socket should go on reading.
+    fn tls_receive(&mut self, id: SlotId, mut input: &[u8]) -> bool {
+        loop {
+            let Some(Handle::Socket(state)) = self.handles.get_mut(id) else { return false };
+            let Some(session) = state.tls.as_mut() else { return false };
+            let events = &mut self.events;
+            let progress = session.receive(&mut input, &mut |plaintext| {
+                events.push_with_payload(EventKind::Data, id.index, id.generation, plaintext)
+            });
+            match progress {
+                Ok(Progress::Opened) => self.announce_open(id, None),
+                Ok(Progress::NeedsName(name)) => {
+                    state.choosing_name = true;
+                    let listener = state.listener.unwrap_or(id);
+                    let mut payload = Vec::with_capacity(8 + name.len());
+                    payload.extend_from_slice(&listener.index.to_le_bytes());
+                    payload.extend_from_slice(&listener.generation.to_le_bytes());
+                    payload.extend_from_slice(name.as_bytes());
+                    self.events.push_with_payload(EventKind::ServerName, id.index, id.generation, &payload);
+                    self.sync_interest(id);
+                    return false;
+                }
+                Ok(Progress::Consumed { peer_closed }) => {
+                    self.flush_tls(id);
+                    if peer_closed {
+                        if let Some(Handle::Socket(SocketState {
+                            io: Some(io), peer_finished: false, ..
+                        })) = self.handles.get(id)
+                        {
+                            let io = Arc::clone(io);
+                            self.peer_finished(id, &io);
+                        }
+                        return false;
+                    }
+                    return true;
+                }
+                Err(failure) => {
+                    // The alert goes out first, if the kernel takes it.
+                    self.flush_tls(id);
+                    self.close_from_loop(id, failure.code());
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// JavaScript's `onServerName` ran: the handshake goes on with the names it has now.
+    fn server_name_chosen(&mut self, id: SlotId) {
+        let Some(Handle::Socket(state)) = self.handles.get_mut(id) else { return };
+        let Some(session) = state.tls.as_mut().filter(|_| state.choosing_name) else { return };
+        state.choosing_name = false;
+        match session.name_chosen() {
+            Ok(held_input) => {
+                if self.tls_receive(id, &held_input) {
+                    self.sync_interest(id);
+                }
+            }
+            Err(failure) => {
+                self.flush_tls(id);
+                self.close_from_loop(id, failure.code());
+            }
+        }
+    }
+
+    /// Moves a TLS socket's output along: encrypts queued plaintext (while little ciphertext
+    /// waits), queues close_notify once a shutdown's data is out, sends what the kernel takes,
+    /// then the FIN. Reports `Writable` when a partial write or full `send` has drained.
+    fn flush_tls(&mut self, id: SlotId) {
+        let Some(Handle::Socket(state)) = self.handles.get_mut(id) else { return };
+        let (Some(io), Some(session)) = (state.io.clone(), state.tls.as_mut()) else { return };
+        if session.is_open() {
+            let mut queue = lock(&io.send_buffer);
+            while !queue.is_empty() && session.pending_output().len() < TLS_OUTPUT_WINDOW {
+                let (front, _) = queue.as_slices();
+                let taken = session.encrypt(&front[..front.len().min(TLS_ENCRYPT_CHUNK)]);
+                if taken == 0 {
+                    break;
+                }
+                queue.drain(..taken);
+            }
+            io.buffered.store(queue.len(), Ordering::Release);
+            if queue.is_empty() && io.has(SHUTDOWN_REQUESTED) {
+                session.close_notify();
+            }
+        }
+        let mut failure = None;
+        while !session.pending_output().is_empty() {
+            match sys::send(&io.socket, session.pending_output(), false) {
+                Ok(0) => break,
+                Ok(sent) => session.consume_output(sent),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => {
+                    failure = Some(errno_of(&err));
+                    break;
+                }
+            }
+        }
+        let output_done = session.pending_output().is_empty();
+        io.tls_output.store(session.pending_output().len(), Ordering::Release);
+        let fin_due = output_done && session.close_notify_queued() && !io.has(FIN_SENT);
+        if state.wants_writable && io.buffered_amount() == 0 && state.open_for_js() {
+            state.wants_writable = false;
+            self.events.push(EventKind::Writable, id.index, id.generation, 0);
+        }
+        let peer_finished = state.peer_finished;
+        if let Some(errno) = failure {
+            self.close_from_loop(id, errno);
+            return;
+        }
+        if fin_due {
+            io.set(FIN_SENT);
+            if io.socket.shutdown(std::net::Shutdown::Write).is_err() || peer_finished {
+                self.close_from_loop(id, 0);
+                return;
+            }
+        }
+        self.sync_interest(id);
     }
 
     /// Drops the loop's part of a socket (its fd closes once JavaScript lets go too). Returns
@@ -879,8 +1164,10 @@ impl LoopThread {
                 continue;
             };
             let stamp = state.timeout.take().map_or(0, |(_, stamp)| stamp);
-            if matches!(state.phase, Phase::Open) {
+            if state.open_for_js() {
                 self.events.push(EventKind::Timeout, id.index, id.generation, stamp);
+            } else if stamp == HANDSHAKE_TIMEOUT_STAMP {
+                self.close_from_loop(id, TlsFailure::HandshakeTimeout.code());
             } else {
                 // A timeout on a connecting socket is a connect timeout.
                 self.fail_connect(id, libc::ETIMEDOUT);
@@ -891,7 +1178,7 @@ impl LoopThread {
                 continue;
             };
             let stamp = state.long_timeout.take().map_or(0, |(_, stamp)| stamp);
-            if matches!(state.phase, Phase::Open) {
+            if state.open_for_js() {
                 self.events.push(EventKind::LongTimeout, id.index, id.generation, stamp);
             }
         }

@@ -304,7 +304,7 @@ fn a_stopped_loop_refuses_new_work() {
 use std::net::{SocketAddr, TcpListener, TcpStream};
 
 fn listen_on_loopback(h: &mut Harness) -> (SlotId, SocketAddr) {
-    let listener = h.event_loop.listen(&mut h.js, "127.0.0.1:0".parse().unwrap(), false).unwrap();
+    let listener = h.event_loop.listen(&mut h.js, "127.0.0.1:0".parse().unwrap(), false, None).unwrap();
     let port = h.event_loop.listener_address(&h.js, listener).unwrap().1;
     (listener, SocketAddr::from(([127, 0, 0, 1], port as u16)))
 }
@@ -328,7 +328,7 @@ fn accepted_sockets_report_open_and_data_and_write_from_the_caller_thread() {
         .collect();
     assert_eq!(data, b"hello");
 
-    assert_eq!(h.event_loop.write(&h.js, open.id, b"world", false), 5);
+    assert_eq!(h.event_loop.write(&h.js, open.id, b"world", false, 1 << 16), 5);
     let mut reply = [0; 5];
     client.read_exact(&mut reply).unwrap();
     assert_eq!(&reply, b"world");
@@ -337,7 +337,11 @@ fn accepted_sockets_report_open_and_data_and_write_from_the_caller_thread() {
     let end = h.until(EventKind::End).pop().unwrap();
     assert_eq!(end.id, open.id);
     h.event_loop.close_socket(&mut h.js, open.id);
-    assert_eq!(h.event_loop.write(&h.js, open.id, b"late", false), 0, "a closed socket takes nothing");
+    assert_eq!(
+        h.event_loop.write(&h.js, open.id, b"late", false, 1 << 16),
+        0,
+        "a closed socket takes nothing"
+    );
 }
 
 #[test]
@@ -347,7 +351,7 @@ fn connects_open_or_fail_with_the_errno() {
     let port = server.local_addr().unwrap().port();
     let id = h.event_loop.create_handle().unwrap();
     let target = ConnectTarget::Addresses(vec![SocketAddr::from(([127, 0, 0, 1], port))]);
-    h.event_loop.connect(&mut h.js, id, target, None).unwrap();
+    h.event_loop.connect(&mut h.js, id, target, None, None).unwrap();
     let open = h.until(EventKind::Open).pop().unwrap();
     assert_eq!(open.id, id);
     assert_eq!(open.payload[..4], OPENED_BY_CONNECT.to_le_bytes());
@@ -355,7 +359,7 @@ fn connects_open_or_fail_with_the_errno() {
     drop(server);
     let refused = h.event_loop.create_handle().unwrap();
     let target = ConnectTarget::Addresses(vec![SocketAddr::from(([127, 0, 0, 1], port))]);
-    h.event_loop.connect(&mut h.js, refused, target, None).unwrap();
+    h.event_loop.connect(&mut h.js, refused, target, None, None).unwrap();
     let failure = h.until(EventKind::ConnectError).pop().unwrap();
     assert_eq!((failure.id, failure.arg as i32), (refused, libc::ECONNREFUSED));
 }
@@ -369,7 +373,7 @@ fn every_resolved_address_is_tried_in_turn() {
     let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let id = h.event_loop.create_handle().unwrap();
     let target = ConnectTarget::Addresses(vec![closed, SocketAddr::from(([127, 0, 0, 1], port))]);
-    h.event_loop.connect(&mut h.js, id, target, None).unwrap();
+    h.event_loop.connect(&mut h.js, id, target, None, None).unwrap();
     let events = h.until(EventKind::Open);
     assert!(events.iter().all(|e| e.kind != EventKind::ConnectError as u32));
 }
@@ -381,9 +385,9 @@ fn send_queues_what_the_kernel_does_not_take_and_reports_the_drain() {
     let mut client = TcpStream::connect(addr).unwrap();
     let open = h.until(EventKind::Open).pop().unwrap();
     let payload: Vec<u8> = (0..8 << 20).map(|i: u32| (i * 31 + 7) as u8).collect();
-    let buffered = h.event_loop.send(&h.js, open.id, &payload);
+    let buffered = h.event_loop.send(&h.js, open.id, &payload, 1 << 16);
     assert!(buffered > 0, "8 MiB do not fit in the kernel's buffers at once");
-    assert_eq!(h.event_loop.write(&h.js, open.id, b"x", false), 0, "write never overtakes send");
+    assert_eq!(h.event_loop.write(&h.js, open.id, b"x", false, 1 << 16), 0, "write never overtakes send");
     let reader = std::thread::spawn(move || {
         let mut received = vec![0; 8 << 20];
         client.read_exact(&mut received).unwrap();

@@ -1,0 +1,568 @@
+//! TLS configuration from the JavaScript options: keys and certificates as PEM content or file
+//! names, encrypted PKCS#8 keys, trust roots, client certificates, ALPN, versions, and the SNI
+//! table of a server. Every check happens here, when a context is created, so a bad option
+//! throws at construction with a message that names it and nothing half-configured is used.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use tokio_rustls::rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use tokio_rustls::rustls::client::WebPkiServerVerifier;
+use tokio_rustls::rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
+use tokio_rustls::rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime,
+};
+use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::sign::{CertifiedKey, SingleCertAndKey};
+use tokio_rustls::rustls::{
+    self, ClientConfig, ClientConnection, DigitallySignedStruct, DistinguishedName, InconsistentKeys,
+    RootCertStore, ServerConfig, SignatureScheme, SupportedProtocolVersion,
+};
+
+use super::names::ServerNames;
+use super::TlsFailure;
+use crate::error::errno_name;
+
+/// The oldest protocol version a context accepts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MinVersion {
+    #[default]
+    Tls12,
+    Tls13,
+}
+
+/// The `tls` options of a context (API.md, "TlsOptions"), already type-checked by `index.js`.
+#[derive(Clone, Debug)]
+pub struct TlsOptions {
+    pub key: Option<Vec<u8>>,
+    pub cert: Option<Vec<u8>>,
+    pub key_file_name: Option<PathBuf>,
+    pub cert_file_name: Option<PathBuf>,
+    pub passphrase: Option<String>,
+    pub ca: Option<Vec<u8>>,
+    pub ca_file_name: Option<PathBuf>,
+    pub reject_unauthorized: bool,
+    pub request_cert: bool,
+    pub servername: Option<String>,
+    pub alpn_protocols: Vec<Vec<u8>>,
+    pub min_version: MinVersion,
+}
+
+impl Default for TlsOptions {
+    fn default() -> Self {
+        TlsOptions {
+            key: None,
+            cert: None,
+            key_file_name: None,
+            cert_file_name: None,
+            passphrase: None,
+            ca: None,
+            ca_file_name: None,
+            reject_unauthorized: true,
+            request_cert: false,
+            servername: None,
+            alpn_protocols: Vec::new(),
+            min_version: MinVersion::Tls12,
+        }
+    }
+}
+
+/// Why options were refused: the `code` and message of the error JavaScript throws.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(code: &'static str, message: String) -> ConfigError {
+        ConfigError { code, message }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The configuration of one TLS `SocketContext` (shared with its children): how it serves,
+/// how it connects, and its server names.
+#[derive(Debug)]
+pub struct TlsContext {
+    /// `None` without a key and certificate: such a context can only connect.
+    server: Option<Arc<ServerConfig>>,
+    client: Arc<ClientConfig>,
+    servername: Option<String>,
+    /// Options inherited by `addServerName` entries (everything but the key material).
+    inherited: TlsOptions,
+    names: RwLock<ServerNames<Arc<ServerConfig>>>,
+    /// JavaScript has an `onServerName` handler: names no pattern matches are asked about.
+    asks_for_names: AtomicBool,
+}
+
+/// Which configuration serves a client that asked for a name.
+#[derive(Debug)]
+pub enum NameChoice {
+    Use(Arc<ServerConfig>),
+    /// Ask JavaScript (`onServerName`), then choose again.
+    Ask,
+}
+
+impl TlsContext {
+    pub fn new(options: &TlsOptions) -> Result<TlsContext, ConfigError> {
+        let provider = Arc::new(ring::default_provider());
+        let certified = certified_key(options, &provider)?;
+        let roots = trust_roots(options)?;
+        let server = match &certified {
+            Some(certified) => Some(server_config(options, Arc::clone(certified), roots.clone(), &provider)?),
+            None => None,
+        };
+        let client = client_config(options, certified, roots, &provider)?;
+        let inherited = TlsOptions {
+            key: None,
+            cert: None,
+            key_file_name: None,
+            cert_file_name: None,
+            passphrase: None,
+            ..options.clone()
+        };
+        Ok(TlsContext {
+            server,
+            client,
+            servername: options.servername.clone(),
+            inherited,
+            names: RwLock::default(),
+            asks_for_names: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the context has a certificate to serve with (it may listen).
+    pub fn can_serve(&self) -> bool {
+        self.server.is_some()
+    }
+
+    /// Serves clients asking for names matching `pattern` with the key and certificate of
+    /// `options`; its other options default to the context's. Replaces an entry of the same
+    /// pattern.
+    pub fn add_server_name(&self, pattern: &str, options: &TlsOptions) -> Result<(), ConfigError> {
+        let provider = Arc::new(ring::default_provider());
+        let merged = TlsOptions {
+            key: options.key.clone(),
+            cert: options.cert.clone(),
+            key_file_name: options.key_file_name.clone(),
+            cert_file_name: options.cert_file_name.clone(),
+            passphrase: options.passphrase.clone(),
+            ..self.inherited.clone()
+        };
+        let Some(certified) = certified_key(&merged, &provider)? else {
+            return Err(ConfigError::new(
+                "ERR_TLS_NO_CERTIFICATE",
+                format!("addServerName('{pattern}'): the options need a key and a certificate"),
+            ));
+        };
+        let roots = trust_roots(&merged)?;
+        let config = server_config(&merged, certified, roots, &provider)?;
+        self.names.write().unwrap_or_else(PoisonError::into_inner).insert(pattern, config);
+        Ok(())
+    }
+
+    pub fn remove_server_name(&self, pattern: &str) -> bool {
+        self.names.write().unwrap_or_else(PoisonError::into_inner).remove(pattern)
+    }
+
+    /// The pattern that serves `name` (a pattern finds itself), if any.
+    pub fn find_server_name(&self, name: &str) -> Option<String> {
+        let names = self.names.read().unwrap_or_else(PoisonError::into_inner);
+        names.find(name).map(|(pattern, _)| pattern.to_owned())
+    }
+
+    pub fn set_asks_for_names(&self, asks: bool) {
+        self.asks_for_names.store(asks, Ordering::Release);
+    }
+
+    /// The configuration for a client asking for `name`: a matching server name, else (if
+    /// `may_ask` and JavaScript listens for unknown names) [`NameChoice::Ask`], else the default.
+    pub fn choose(&self, name: Option<&str>, may_ask: bool) -> Option<NameChoice> {
+        if let Some(name) = name {
+            let names = self.names.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some((_, config)) = names.find(name) {
+                return Some(NameChoice::Use(Arc::clone(config)));
+            }
+            if may_ask && self.asks_for_names.load(Ordering::Acquire) {
+                return Some(NameChoice::Ask);
+            }
+        }
+        self.server.clone().map(NameChoice::Use)
+    }
+
+    /// The name a client connecting to `host` sends (SNI) and verifies the certificate against:
+    /// the `servername` option, else `host`. An IP address is verified against the
+    /// certificate's IP entries, and rustls sends no SNI for it.
+    pub fn server_name_for(&self, host: &str) -> Result<ServerName<'static>, ConfigError> {
+        let name = self.servername.as_deref().unwrap_or(host);
+        let literal = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(name);
+        ServerName::try_from(literal.to_owned()).map_err(|_| {
+            ConfigError::new(
+                "ERR_INVALID_ARG_VALUE",
+                format!("'{name}' is neither a DNS name nor an IP address (set tls.servername)"),
+            )
+        })
+    }
+
+    pub(super) fn client_connection(
+        &self,
+        name: ServerName<'static>,
+    ) -> Result<ClientConnection, TlsFailure> {
+        ClientConnection::new(Arc::clone(&self.client), name).map_err(|err| TlsFailure::from(&err))
+    }
+}
+
+static TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+fn versions(min_version: MinVersion) -> &'static [&'static SupportedProtocolVersion] {
+    match min_version {
+        MinVersion::Tls12 => rustls::ALL_VERSIONS,
+        MinVersion::Tls13 => TLS13_ONLY,
+    }
+}
+
+/// PEM from `content` or read from `file`; `None` when neither is given.
+fn pem_input(
+    content: &Option<Vec<u8>>,
+    file: &Option<PathBuf>,
+    name: &str,
+    file_name: &str,
+) -> Result<Option<Vec<u8>>, ConfigError> {
+    match (content, file) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            "ERR_INVALID_ARG_VALUE",
+            format!("options.{name} and options.{file_name} are both set; give one"),
+        )),
+        (Some(content), None) => Ok(Some(content.clone())),
+        (None, Some(path)) => read_file(path, file_name).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+fn read_file(path: &Path, option: &str) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|err| {
+        let code = err.raw_os_error().map_or("EIO", errno_name);
+        ConfigError::new(code, format!("options.{option}: cannot read '{}': {err}", path.display()))
+    })
+}
+
+fn parse_certificates(pem: &[u8], option: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let certificates = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(|err| {
+        ConfigError::new("ERR_TLS_INVALID_CERT", format!("options.{option} is not valid PEM: {err}"))
+    })?;
+    if certificates.is_empty() {
+        return Err(ConfigError::new(
+            "ERR_TLS_INVALID_CERT",
+            format!("options.{option} holds no certificate (no BEGIN CERTIFICATE block)"),
+        ));
+    }
+    Ok(certificates)
+}
+
+const ENCRYPTED_KEY_BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+const ENCRYPTED_KEY_END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+
+/// The private key in `pem`, decrypted with `passphrase` if it is an encrypted PKCS#8 key.
+fn parse_private_key(
+    pem: &[u8],
+    passphrase: Option<&str>,
+    option: &str,
+) -> Result<PrivateKeyDer<'static>, ConfigError> {
+    let text = String::from_utf8_lossy(pem);
+    if let Some(start) = text.find(ENCRYPTED_KEY_BEGIN) {
+        let end = text[start..].find(ENCRYPTED_KEY_END).map(|end| start + end + ENCRYPTED_KEY_END.len());
+        let block = &text[start..end.unwrap_or(text.len())];
+        return decrypt_private_key(block, passphrase, option);
+    }
+    PrivateKeyDer::from_pem_slice(pem).map_err(|err| {
+        let reason = match err {
+            pem::Error::NoItemsFound => "holds no private key (no BEGIN PRIVATE KEY block)".to_owned(),
+            err => format!("is not valid PEM ({err}); encrypted keys must be PKCS#8"),
+        };
+        ConfigError::new("ERR_TLS_INVALID_KEY", format!("options.{option} {reason}"))
+    })
+}
+
+fn decrypt_private_key(
+    block: &str,
+    passphrase: Option<&str>,
+    option: &str,
+) -> Result<PrivateKeyDer<'static>, ConfigError> {
+    let invalid = |detail: String| {
+        ConfigError::new(
+            "ERR_TLS_INVALID_KEY",
+            format!("options.{option} is not a valid encrypted key: {detail}"),
+        )
+    };
+    let Some(passphrase) = passphrase else {
+        return Err(ConfigError::new(
+            "ERR_TLS_PASSPHRASE_REQUIRED",
+            format!("options.{option} is encrypted: options.passphrase is required"),
+        ));
+    };
+    let (_, der) = pkcs8::der::pem::decode_vec(block.as_bytes()).map_err(|err| invalid(err.to_string()))?;
+    let encrypted =
+        pkcs8::EncryptedPrivateKeyInfo::try_from(der.as_slice()).map_err(|err| invalid(err.to_string()))?;
+    let decrypted = encrypted.decrypt(passphrase).map_err(|_| {
+        ConfigError::new(
+            "ERR_TLS_BAD_PASSPHRASE",
+            format!("options.passphrase does not decrypt options.{option} (wrong passphrase?)"),
+        )
+    })?;
+    Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(decrypted.as_bytes().to_vec())))
+}
+
+/// The key and certificate chain of the options, checked to belong together.
+fn certified_key(
+    options: &TlsOptions,
+    provider: &CryptoProvider,
+) -> Result<Option<Arc<CertifiedKey>>, ConfigError> {
+    let key_option = if options.key.is_some() { "key" } else { "keyFileName" };
+    let cert_option = if options.cert.is_some() { "cert" } else { "certFileName" };
+    let key = pem_input(&options.key, &options.key_file_name, "key", "keyFileName")?;
+    let cert = pem_input(&options.cert, &options.cert_file_name, "cert", "certFileName")?;
+    let (key, cert) = match (key, cert) {
+        (None, None) => return Ok(None),
+        (Some(key), Some(cert)) => (key, cert),
+        (Some(_), None) => {
+            return Err(ConfigError::new(
+                "ERR_TLS_NO_CERTIFICATE",
+                "options.key is set without options.cert (or certFileName)".to_owned(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                "ERR_TLS_NO_KEY",
+                "options.cert is set without options.key (or keyFileName)".to_owned(),
+            ))
+        }
+    };
+    let chain = parse_certificates(&cert, cert_option)?;
+    let key = parse_private_key(&key, options.passphrase.as_deref(), key_option)?;
+    let signing_key = provider.key_provider.load_private_key(key).map_err(|err| {
+        ConfigError::new(
+            "ERR_TLS_INVALID_KEY",
+            format!("options.{key_option} is not a usable private key: {err}"),
+        )
+    })?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    match certified.keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {
+            Ok(Some(Arc::new(certified)))
+        }
+        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => Err(ConfigError::new(
+            "ERR_TLS_KEY_MISMATCH",
+            format!("options.{key_option} does not match the certificate in options.{cert_option}"),
+        )),
+        Err(err) => Err(ConfigError::new(
+            "ERR_TLS_INVALID_CERT",
+            format!("options.{cert_option}: the certificate cannot be used ({err})"),
+        )),
+    }
+}
+
+/// The roots of `ca` / `caFileName`, if given.
+fn trust_roots(options: &TlsOptions) -> Result<Option<Arc<RootCertStore>>, ConfigError> {
+    let Some(pem) = pem_input(&options.ca, &options.ca_file_name, "ca", "caFileName")? else {
+        return Ok(None);
+    };
+    let option = if options.ca.is_some() { "ca" } else { "caFileName" };
+    let certificates = parse_certificates(&pem, option)
+        .map_err(|err| ConfigError::new("ERR_TLS_INVALID_CA", err.message))?;
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certificates);
+    if added == 0 {
+        return Err(ConfigError::new(
+            "ERR_TLS_INVALID_CA",
+            format!("options.{option} holds no usable CA certificate"),
+        ));
+    }
+    Ok(Some(Arc::new(roots)))
+}
+
+fn server_config(
+    options: &TlsOptions,
+    certified: Arc<CertifiedKey>,
+    roots: Option<Arc<RootCertStore>>,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<ServerConfig>, ConfigError> {
+    let verifier = client_verifier(options, roots, provider)?;
+    let mut config = ServerConfig::builder_with_provider(Arc::clone(provider))
+        .with_protocol_versions(versions(options.min_version))
+        .map_err(internal)?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
+    config.alpn_protocols = options.alpn_protocols.clone();
+    Ok(Arc::new(config))
+}
+
+/// Client certificates: with `ca`, required and verified (`requestCert`: verified if sent);
+/// with `rejectUnauthorized: false` or `requestCert` alone, asked for and accepted as sent.
+fn client_verifier(
+    options: &TlsOptions,
+    roots: Option<Arc<RootCertStore>>,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, ConfigError> {
+    match roots {
+        Some(roots) if options.reject_unauthorized => {
+            let builder = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(provider));
+            let builder = if options.request_cert { builder.allow_unauthenticated() } else { builder };
+            builder
+                .build()
+                .map_err(|err| ConfigError::new("ERR_TLS_INVALID_CA", format!("options.ca: {err}")))
+        }
+        Some(_) => Ok(Arc::new(AcceptAnyCertificate { provider: Arc::clone(provider) })),
+        None if options.request_cert => Ok(Arc::new(AcceptAnyCertificate { provider: Arc::clone(provider) })),
+        None => Ok(WebPkiClientVerifier::no_client_auth()),
+    }
+}
+
+fn client_config(
+    options: &TlsOptions,
+    certified: Option<Arc<CertifiedKey>>,
+    roots: Option<Arc<RootCertStore>>,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<ClientConfig>, ConfigError> {
+    let builder = ClientConfig::builder_with_provider(Arc::clone(provider))
+        .with_protocol_versions(versions(options.min_version))
+        .map_err(internal)?;
+    let builder = if options.reject_unauthorized {
+        let roots = roots
+            .unwrap_or_else(|| Arc::new(RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }));
+        let verifier = WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(provider))
+            .build()
+            .map_err(|err| ConfigError::new("ERR_TLS_INVALID_CA", format!("options.ca: {err}")))?;
+        builder.with_webpki_verifier(verifier)
+    } else {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate {
+            provider: Arc::clone(provider),
+        }))
+    };
+    let mut config = match certified {
+        Some(certified) => builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified))),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = options.alpn_protocols.clone();
+    Ok(Arc::new(config))
+}
+
+fn internal(err: rustls::Error) -> ConfigError {
+    ConfigError::new("ERR_TLS_INTERNAL", err.to_string())
+}
+
+/// `rejectUnauthorized: false` (and client certificates asked for without roots): any
+/// certificate is taken, but the handshake signatures are still checked, so the peer must hold
+/// the key of the certificate it sent.
+#[derive(Debug)]
+struct AcceptAnyCertificate {
+    provider: Arc<CryptoProvider>,
+}
+
+impl AcceptAnyCertificate {
+    fn tls12(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls12(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes()
+    }
+}
+
+impl ClientCertVerifier for AcceptAnyCertificate {
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls12(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes()
+    }
+}
