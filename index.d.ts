@@ -36,7 +36,8 @@ export interface LoopOptions {
 
 /**
  * An event loop (`us_loop`): one native thread with an epoll poller that does the syscalls,
- * timers and (later) TLS work, and delivers events to JavaScript callbacks in batches.
+ * timers and all TLS work (handshakes, encryption, decryption), and delivers events to
+ * JavaScript callbacks in batches.
  *
  * Liveness: the process (or worker) stays alive exactly while some Loop holds an active
  * non-fallthrough handle (an armed timer, a started poll, ...). An idle loop never keeps it
@@ -164,16 +165,71 @@ export declare class Poll {
   close(): void
 }
 
+/**
+ * TLS options (`us_socket_context_options`, made safe): TLS 1.2 and 1.3 by rustls, on the loop
+ * thread. Everything is loaded and checked when the context is created: a bad key, certificate,
+ * CA or passphrase, or a key that does not match its certificate, throws an Error whose message
+ * names the option, with a `code`: `'ERR_TLS_INVALID_KEY'`, `'ERR_TLS_INVALID_CERT'`,
+ * `'ERR_TLS_INVALID_CA'`, `'ERR_TLS_KEY_MISMATCH'`, `'ERR_TLS_PASSPHRASE_REQUIRED'`,
+ * `'ERR_TLS_BAD_PASSPHRASE'`, `'ERR_TLS_NO_CERTIFICATE'` / `'ERR_TLS_NO_KEY'` (one without the
+ * other), `'ENOENT'` (a file name that cannot be read), `'ERR_INVALID_ARG_VALUE'` (content and
+ * file name both given). Wrong types throw a TypeError naming the option.
+ *
+ * A context without `key`/`cert` can only connect (`listen` throws `'ERR_TLS_NO_CERTIFICATE'`).
+ */
+export interface TlsOptions {
+  /** The private key, PEM (PKCS#8, PKCS#1 or SEC1; encrypted keys: PKCS#8 with `passphrase`). */
+  key?: string | ArrayBufferView | Array<string | ArrayBufferView>
+  /** The certificate, PEM; a chain is the leaf followed by its intermediates (all are sent). */
+  cert?: string | ArrayBufferView | Array<string | ArrayBufferView>
+  /** A file with the key instead of `key` (the seed's name). */
+  keyFileName?: string
+  /** A file with the certificate (chain) instead of `cert`. */
+  certFileName?: string
+  /** Decrypts an encrypted PKCS#8 key ("BEGIN ENCRYPTED PRIVATE KEY"); ignored for plain keys. */
+  passphrase?: string
+  /**
+   * Trusted roots, PEM (several may be concatenated or given as an array). Client: used
+   * instead of the bundled Mozilla roots. Server: client certificates are requested and must
+   * verify against them (see `requestCert`, `rejectUnauthorized`).
+   */
+  ca?: string | ArrayBufferView | Array<string | ArrayBufferView>
+  caFileName?: string
+  /**
+   * Default true. Client: the server's chain and name are verified; a failure ends the
+   * connect in `onConnectError` with `'ERR_TLS_CERT_UNKNOWN_ISSUER'`,
+   * `'ERR_TLS_CERT_ALTNAME_INVALID'`, `'ERR_TLS_CERT_EXPIRED'`, ... Server with `ca`: clients
+   * without a valid certificate are refused. False: any certificate is taken (the peer must
+   * still hold its key); for testing only.
+   */
+  rejectUnauthorized?: boolean
+  /** Server: ask for a client certificate without requiring one (verified against `ca` if sent). */
+  requestCert?: boolean
+  /**
+   * Client: the name sent as SNI and verified against the certificate. Default: the host given
+   * to `connect` (`'localhost'` for `connectUnix`). An IP address is verified against the
+   * certificate's IP entries and sends no SNI.
+   */
+  servername?: string
+  /** ALPN protocols in order of preference, e.g. `['h2', 'http/1.1']` (1 to 255 bytes each). */
+  alpnProtocols?: string[]
+  /** The oldest version accepted: `'TLSv1.2'` (default) or `'TLSv1.3'`. */
+  minVersion?: 'TLSv1.2' | 'TLSv1.3'
+  /** Accepted and ignored: rustls has no finite-field DHE (it uses ECDHE). */
+  dhParamsFileName?: string
+  /** Accepted and ignored: rustls offers only modern AEAD suites, in its own order. */
+  sslCiphers?: string
+  /** Accepted and ignored: rustls already frees idle buffers. */
+  preferLowMemoryUsage?: boolean
+}
+
 /** Options of `new SocketContext()`. */
 export interface SocketContextOptions {
+  /** Makes it a TLS context (`us_create_socket_context` with `ssl`). */
+  tls?: TlsOptions
   /**
-   * TLS is not available in this version: passing `tls` throws an Error with
-   * `code: 'ERR_TLS_UNAVAILABLE'`.
-   */
-  tls?: unknown
-  /**
-   * `socket.send()` returns false once the socket's `bufferedAmount` reaches this many bytes.
-   * Integer >= 1. Default 65536 (64 KiB).
+   * `socket.send()` returns false once the socket's `bufferedAmount` reaches this many bytes;
+   * on TLS sockets `write()` takes at most up to it. Integer >= 1. Default 65536 (64 KiB).
    */
   highWaterMark?: number
 }
@@ -186,14 +242,29 @@ export interface ConnectOptions {
   ext?: unknown
 }
 
-/** An Error from the network, shaped like Node's system errors. */
+/**
+ * An Error from the network, shaped like Node's system errors. TLS failures have a `code`
+ * starting with `'ERR_TLS_'` and an `errno` below -4200 (and no `syscall`):
+ * - the peer's certificate: `'ERR_TLS_CERT_UNKNOWN_ISSUER'`, `'ERR_TLS_CERT_ALTNAME_INVALID'`
+ *   (not valid for the name), `'ERR_TLS_CERT_EXPIRED'`, `'ERR_TLS_CERT_NOT_YET_VALID'`,
+ *   `'ERR_TLS_CERT_REVOKED'`, `'ERR_TLS_CERT_SIGNATURE_INVALID'`, `'ERR_TLS_CERT_INVALID'`,
+ *   `'ERR_TLS_CERT_REQUIRED'` (a client sent none);
+ * - an alert from the peer: `'ERR_TLS_ALERT_HANDSHAKE_FAILURE'`, `'ERR_TLS_ALERT_BAD_CERTIFICATE'`,
+ *   `'ERR_TLS_ALERT_UNKNOWN_CA'`, `'ERR_TLS_ALERT_CERTIFICATE_EXPIRED'`,
+ *   `'ERR_TLS_ALERT_CERTIFICATE_REQUIRED'`, `'ERR_TLS_ALERT_PROTOCOL_VERSION'`,
+ *   `'ERR_TLS_ALERT_NO_APPLICATION_PROTOCOL'`, `'ERR_TLS_ALERT_DECRYPT_ERROR'`,
+ *   `'ERR_TLS_ALERT_UNRECOGNIZED_NAME'`, `'ERR_TLS_ALERT_BAD_RECORD_MAC'`, `'ERR_TLS_ALERT'`;
+ * - the connection: `'ERR_TLS_PROTOCOL'` (not TLS, or malformed), `'ERR_TLS_DECRYPT'` (a
+ *   corrupted record), `'ERR_TLS_HANDSHAKE_FAILURE'` (no version or cipher in common),
+ *   `'ERR_TLS_NO_APPLICATION_PROTOCOL'`, `'ERR_TLS_HANDSHAKE_TIMEOUT'`, `'ERR_TLS_INTERNAL'`.
+ */
 export interface SocketError extends Error {
-  /** The errno (positive), or a negative libuv-style code where there is none (ENOTFOUND). */
+  /** The errno (positive), or a negative code where there is none (ENOTFOUND, TLS failures). */
   errno: number
-  /** `'ECONNRESET'`, `'ECONNREFUSED'`, `'ENOTFOUND'`, `'ETIMEDOUT'`, `'ECANCELED'`, ... */
+  /** `'ECONNRESET'`, `'ECONNREFUSED'`, `'ENOTFOUND'`, `'ETIMEDOUT'`, `'ECANCELED'`, `'ERR_TLS_...'` */
   code: string
-  /** `'read'` for errors of an open socket, `'connect'` for failed connects. */
-  syscall: string
+  /** `'read'` for errors of an open socket, `'connect'` for failed connects; none for TLS. */
+  syscall?: string
 }
 
 /**
@@ -208,22 +279,25 @@ export interface SocketError extends Error {
 export declare class SocketContext {
   /**
    * @param loop the loop to run on; `Loop.default()` when omitted or null.
-   * @throws `ERR_LOOP_CLOSED` if the loop is closed; `ERR_TLS_UNAVAILABLE` with `tls`.
+   * @throws `ERR_LOOP_CLOSED` if the loop is closed; for `tls`, see {@link TlsOptions}.
    */
   constructor(loop?: Loop | null, options?: SocketContextOptions)
   /** Any value the user wants to attach (`us_socket_context_ext`). */
   ext: unknown
   /** The loop the context runs on. */
   readonly loop: Loop
-  /** Whether this is a TLS context (always false in this version). */
+  /** Whether this is a TLS context (children of a TLS context are too). */
   readonly isTls: boolean
   /**
    * A server accepted a connection (`isClient` false) or a client connected (`isClient` true).
-   * The socket can write at once.
+   * The socket can write at once. TLS: after the handshake completed (a server never hears of
+   * a connection whose handshake failed; a client's failed handshake ends in `onConnectError`).
+   * A TLS handshake must complete within 10 s (plus up to one 4 s tick) unless a connect
+   * `timeout` was set: servers drop the connection, clients get `'ERR_TLS_HANDSHAKE_TIMEOUT'`.
    */
   onOpen(handler: (socket: Socket, isClient: boolean, remoteAddress: string) => void): this
   /**
-   * Bytes arrived, in order; never an empty Buffer. The Buffer belongs to JS and may be kept; it
+   * Bytes arrived (TLS: decrypted), in order; never an empty Buffer. The Buffer belongs to JS and may be kept; it
    * is a view into the memory of the event batch it came in (up to `maxPendingBytes`), which
    * stays allocated while any such view is referenced: copy small parts you keep for long.
    */
@@ -235,8 +309,9 @@ export declare class SocketContext {
    */
   onWritable(handler: (socket: Socket) => void): this
   /**
-   * The peer finished sending (TCP FIN). With a handler the socket stays open for writing
-   * until your code shuts it down or closes it; without one the socket is closed.
+   * The peer finished sending (TCP FIN; TLS: close_notify or FIN). With a handler the socket
+   * stays open for writing until your code shuts it down or closes it; without one the socket
+   * is closed.
    */
   onEnd(handler: (socket: Socket) => void): this
   /** The socket's `timeout` expired. Nothing is closed automatically. */
@@ -245,19 +320,26 @@ export declare class SocketContext {
   onLongTimeout(handler: (socket: Socket) => void): this
   /**
    * The last call for a socket. After `socket.close(code, reason)`: those values. Orderly end
-   * (both sides finished, or closed after `onEnd`): `0`, `undefined`. Error (reset, ...): the
-   * errno and a {@link SocketError} (`code: 'ECONNRESET'`, ...). The socket's addresses and ports
-   * are still readable here.
+   * (both sides finished, or closed after `onEnd`): `0`, `undefined`. Error (reset, a TLS alert
+   * or protocol error, ...): the errno (TLS: a negative code) and a {@link SocketError}
+   * (`code: 'ECONNRESET'`, `'ERR_TLS_DECRYPT'`, ...); a TLS protocol failure sends the peer an
+   * alert first. The socket's addresses and ports are still readable here.
    */
   onClose(handler: (socket: Socket, code: number, reason: any) => void): this
   /**
-   * A connect failed: refused, unreachable, name not found, or a `timeout` set on the
-   * connecting socket expired (`ETIMEDOUT`). A connecting socket whose context or loop is
-   * closed ends here too, with `ECANCELED`. `code` is the errno, or negative where there is
-   * none (ENOTFOUND); `error.code` says why.
+   * A connect failed: refused, unreachable, name not found, a TLS handshake or verification
+   * failure (`'ERR_TLS_CERT_...'`, `'ERR_TLS_ALERT_...'`), or a `timeout` set on the connecting
+   * socket expired (`ETIMEDOUT`; for TLS it covers the handshake). A connecting socket whose
+   * context or loop is closed ends here too, with `ECANCELED`. `code` is the errno, or negative
+   * where there is none (ENOTFOUND, TLS); `error.code` says why.
    */
   onConnectError(handler: (socket: Socket, code: number, error: SocketError) => void): this
-  /** TLS servers only (not available in this version): accepted and never called. */
+  /**
+   * TLS servers: a client asked (SNI) for a name no `addServerName` pattern matches. The
+   * handshake waits for the handler; it may `addServerName` for the name, and then goes on
+   * with it (else with the context's own certificate; also when the handler throws). Setting
+   * a handler turns the asking on; names are asked about only with one.
+   */
   onServerName(handler: (context: SocketContext, hostname: string) => void): this
   /**
    * Listens on TCP (`us_socket_context_listen`). Synchronous: a host *name* is resolved on the
@@ -268,7 +350,10 @@ export declare class SocketContext {
    * @throws an Error with `code` (`'EADDRINUSE'`, `'EACCES'`, `'ENOTFOUND'`, ...).
    */
   listen(host: string | null | undefined, port: number, options?: number): ListenSocket
-  /** Listens on a Unix socket path (`us_socket_context_listen_unix`). The path must not exist. */
+  /**
+   * Listens on a Unix socket path (`us_socket_context_listen_unix`). A stale socket file at the
+   * path is replaced. TLS contexts serve TLS here too.
+   */
   listenUnix(path: string, options?: number): ListenSocket
   /**
    * Connects (`us_socket_context_connect`): returns a connecting socket at once; `onOpen` or
@@ -276,24 +361,40 @@ export declare class SocketContext {
    * address is tried in turn; an address (IPv4, or IPv6 with or without brackets) is used as is.
    */
   connect(host: string, port: number, options?: ConnectOptions): Socket
-  /** Connects to a Unix socket path. */
+  /** Connects to a Unix socket path (TLS: the certificate must be valid for `tls.servername`, default `'localhost'`). */
   connectUnix(path: string, options?: { ext?: unknown }): Socket
   /**
    * Moves a socket to this context (`us_socket_context_adopt_socket`): its later events go to
-   * this context's handlers; no `onOpen`; its timeouts are cleared; `ext` is kept. Same loop
-   * only. Returns the same Socket object; a closed socket is returned unchanged.
+   * this context's handlers; no `onOpen`; its timeouts are cleared; `ext` is kept; a TLS
+   * socket keeps its session. Same loop only, and TLS sockets only into TLS contexts (plain
+   * into plain): otherwise it throws `ERR_INVALID_ARG_VALUE`. Returns the same Socket object; a
+   * closed socket is returned unchanged.
    */
   adoptSocket(socket: Socket): Socket
   /** The seed's name for `adoptSocket`. */
   link(socket: Socket): Socket
-  /** A new context on the same loop with its own handlers: an adoption target. */
+  /**
+   * A new context on the same loop with its own handlers: an adoption target. It shares this
+   * context's TLS configuration and server names (its `options.tls` is ignored).
+   */
   createChild(options?: SocketContextOptions): SocketContext
-  /** TLS only: throws `ERR_TLS_UNAVAILABLE` in this version. */
-  addServerName(pattern: string, tls: unknown, ext?: unknown): void
-  /** TLS only: throws `ERR_TLS_UNAVAILABLE` in this version. */
+  /**
+   * SNI (`us_socket_context_add_server_name`): clients asking for a name matching `pattern`
+   * are served with the key and certificate of `tls`; its other options default to the
+   * context's. Patterns are names or `*.` wildcards for exactly one leftmost label
+   * (`*.example.com` matches `a.example.com`, not `example.com` or `a.b.example.com`); case
+   * does not matter; an exact name beats a wildcard; adding a pattern again replaces it.
+   * Applies to handshakes that start afterwards.
+   * @throws `ERR_TLS_REQUIRED` on a plain context; errors of {@link TlsOptions}.
+   */
+  addServerName(pattern: string, tls: TlsOptions, ext?: unknown): void
+  /** Removes exactly this pattern (TLS contexts only, else `ERR_TLS_REQUIRED`). */
   removeServerName(pattern: string): void
-  /** TLS only: always `undefined` in this version. */
-  findServerNameExt(pattern: string): unknown
+  /**
+   * The `ext` of the entry that serves `name` (a pattern also finds its own entry); undefined
+   * when none does, or on a plain context.
+   */
+  findServerNameExt(name: string): unknown
   /**
    * Closes the context's listen sockets, then every socket: `onClose` fires for each open one
    * (connecting ones get `onConnectError` with `ECANCELED`) before this returns. The context
@@ -318,7 +419,7 @@ export declare class ListenSocket {
 }
 
 /**
- * A TCP or Unix socket (`us_socket`), valid from `connect()` / `onOpen` until `onClose` (or
+ * A TCP, Unix or TLS socket (`us_socket`), valid from `connect()` / `onOpen` until `onClose` (or
  * `onConnectError`); afterwards every method is a harmless no-op. Connecting or open, it keeps
  * the process alive. Not constructible: sockets come from `connect()` and accepts.
  */
@@ -333,9 +434,17 @@ export declare class Socket {
   /** False while connecting (until `onOpen` runs) and once closed. */
   readonly isEstablished: boolean
   readonly isTls: boolean
-  /** TLS details: `undefined` in this version. */
+  /** TLS: the ALPN protocol agreed on in the handshake; undefined when none (or not TLS). */
   readonly alpnProtocol: string | undefined
+  /**
+   * TLS: the SNI name. Server: the name the client asked for; client: the name sent (none when
+   * connecting to an IP address). Undefined when none, or not TLS.
+   */
   readonly servername: string | undefined
+  /**
+   * TLS: the DER certificate the peer presented (the first of its chain); undefined when it
+   * sent none, or not TLS. Set from `onOpen` on.
+   */
   readonly peerCertificate: Buffer | undefined
   /** IPv4 peers show as `'127.0.0.1'` (also on dual-stack listeners); Unix: the path or `''`. */
   readonly remoteAddress: string
@@ -347,7 +456,8 @@ export declare class Socket {
   readonly fd: number
   /**
    * Bytes taken by `send` and not yet given to the kernel, as of the last event or JS call;
-   * 0 when the `onWritable` that reports the drain runs.
+   * 0 when the `onWritable` that reports the drain runs. TLS: all written plaintext not yet
+   * encrypted plus records not yet given to the kernel, read when asked.
    */
   readonly bufferedAmount: number
   /**
@@ -355,9 +465,14 @@ export declare class Socket {
    * queues: resend the rest after `onWritable`. 0 while connecting, after `shutdown`, once
    * closed, and while `send` data is buffered (so bytes never overtake each other). Strings are
    * sent as UTF-8. `msgMore` is the MSG_MORE hint (push it out with `flush()`).
+   *
+   * TLS: takes the bytes for the loop thread to encrypt and send, as many as keep
+   * `bufferedAmount` within the context's `highWaterMark`; a partial take is followed by
+   * `onWritable` once everything is out. Writes made during one dispatch go out together, so
+   * `msgMore` is not needed (and ignored).
    */
   write(data: string | ArrayBufferView, msgMore?: boolean): number
-  /** Writes both buffers in one `writev` (`us_socket_write2`); returns the bytes taken. */
+  /** Writes both buffers in one `writev` (`us_socket_write2`; TLS: in the same records); returns the bytes taken. */
   write2(header: string | ArrayBufferView, payload: string | ArrayBufferView): number
   /**
    * Takes all bytes, buffering natively what the kernel does not take yet; written in order.
@@ -366,11 +481,12 @@ export declare class Socket {
    * returns false.
    */
   send(data: string | ArrayBufferView): boolean
-  /** Pushes out data held back by `msgMore` (`us_socket_flush`). */
+  /** Pushes out data held back by `msgMore` (`us_socket_flush`; nothing to do for TLS). */
   flush(): void
   /**
-   * Sends FIN once buffered data is out (`us_socket_shutdown`); later writes take nothing.
-   * When the peer has finished too, the socket closes by itself with `onClose(socket, 0)`.
+   * Sends FIN once buffered data is out (`us_socket_shutdown`; TLS: close_notify first); later
+   * writes take nothing. When the peer has finished too, the socket closes by itself with
+   * `onClose(socket, 0)`.
    */
   shutdown(): void
   /** Stops reading (`us_socket_shutdown_read`): `onEnd` (or a close) follows. */
@@ -378,7 +494,7 @@ export declare class Socket {
   /**
    * Closes the socket (`us_socket_close`): `onClose(socket, code, reason)` runs before this
    * returns. On a connecting socket it cancels the connect and nothing fires. On a closed socket
-   * it does nothing.
+   * it does nothing. Abrupt: unsent data is dropped (TLS: no close_notify; use `shutdown()`).
    */
   close(code?: number, reason?: any): void
   /**

@@ -1,8 +1,12 @@
 // An echo client: sends each message, waits for its echo, prints it with the round-trip time.
 //
-//   node examples/echo-client.mjs [--port 3000] [--host 127.0.0.1] [message ...]
+//   node examples/echo-client.mjs [--port 3000] [--host 127.0.0.1] [--tls [--ca ca.pem]] [message ...]
+//
+// With --tls it verifies the server's certificate against --ca (default: the test CA of
+// test/fixtures/tls, which issued the example server's certificate).
 import { parseArgs } from 'node:util'
 import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
 
 const { Loop, SocketContext } = createRequire(import.meta.url)('../index.js')
 
@@ -11,6 +15,8 @@ const { values, positionals } = parseArgs({
   options: {
     port: { type: 'string', default: '3000' },
     host: { type: 'string', default: '127.0.0.1' },
+    tls: { type: 'boolean', default: false },
+    ca: { type: 'string', default: fileURLToPath(new URL('../test/fixtures/tls/ca.pem', import.meta.url)) },
   },
 })
 const messages = positionals.length > 0 ? positionals : ['hello', 'from', 'usockets-rs']
@@ -30,7 +36,7 @@ function sendNext(socket) {
 }
 
 let received = Buffer.alloc(0)
-new SocketContext(Loop.default())
+new SocketContext(Loop.default(), { tls: values.tls ? { caFileName: values.ca } : undefined })
   .onOpen((socket) => sendNext(socket))
   .onData((socket, data) => {
     received = Buffer.concat([received, data])
