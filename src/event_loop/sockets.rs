@@ -522,10 +522,15 @@ impl LoopThread {
             }
             SocketCommand::CheckWritable { id } => {
                 // Watching for writability (level-triggered) reports it as soon as it holds,
-                // also if it came back before this command arrived.
+                // also if it came back before this command arrived. TLS reports the drain of
+                // its queue, which may have happened already.
                 if let Some(Handle::Socket(state)) = self.handles.get_mut(id) {
                     state.wants_writable = true;
-                    self.sync_interest(id);
+                    if state.tls.is_some() {
+                        self.flush_tls(id);
+                    } else {
+                        self.sync_interest(id);
+                    }
                 }
             }
             SocketCommand::Drain { id } => self.socket_writable(id),
@@ -1059,30 +1064,35 @@ impl LoopThread {
 
     /// Moves a TLS socket's output along: encrypts queued plaintext (while little ciphertext
     /// waits), queues close_notify once a shutdown's data is out, sends what the kernel takes,
-    /// then the FIN. Reports `Writable` when a partial write or full `send` has drained.
+    /// and so on until the kernel takes no more or all is out; then the FIN. Reports `Writable`
+    /// when a partial write or full `send` has drained. Ciphertext left waiting is what makes
+    /// the socket watch writability, so plaintext never waits without it.
     fn flush_tls(&mut self, id: SlotId) {
         let Some(Handle::Socket(state)) = self.handles.get_mut(id) else { return };
         let (Some(io), Some(session)) = (state.io.clone(), state.tls.as_mut()) else { return };
-        if session.is_open() {
-            let mut queue = lock(&io.send_buffer);
-            while !queue.is_empty() && session.pending_output().len() < TLS_OUTPUT_WINDOW {
-                let (front, _) = queue.as_slices();
-                let taken = session.encrypt(&front[..front.len().min(TLS_ENCRYPT_CHUNK)]);
-                if taken == 0 {
-                    break;
-                }
-                queue.drain(..taken);
-            }
-            io.buffered.store(queue.len(), Ordering::Release);
-            if queue.is_empty() && io.has(SHUTDOWN_REQUESTED) {
-                session.close_notify();
-            }
-        }
         let mut failure = None;
-        while !session.pending_output().is_empty() {
+        loop {
+            if session.is_open() {
+                let mut queue = lock(&io.send_buffer);
+                while !queue.is_empty() && session.pending_output().len() < TLS_OUTPUT_WINDOW {
+                    let (front, _) = queue.as_slices();
+                    let taken = session.encrypt(&front[..front.len().min(TLS_ENCRYPT_CHUNK)]);
+                    if taken == 0 {
+                        break;
+                    }
+                    queue.drain(..taken);
+                }
+                io.buffered.store(queue.len(), Ordering::Release);
+                if queue.is_empty() && io.has(SHUTDOWN_REQUESTED) {
+                    session.close_notify();
+                }
+            }
+            if session.pending_output().is_empty() {
+                break;
+            }
             match sys::send(&io.socket, session.pending_output(), false) {
-                Ok(0) => break,
-                Ok(sent) => session.consume_output(sent),
+                Ok(sent) if sent > 0 => session.consume_output(sent),
+                Ok(_) => break,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) => {
                     failure = Some(errno_of(&err));

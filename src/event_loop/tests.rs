@@ -437,3 +437,96 @@ fn reading_stops_while_javascript_holds_the_credit() {
     assert_eq!(received, total);
     drop(writer.join().unwrap());
 }
+
+// --- TLS sockets ----------------------------------------------------------------------------------
+
+use crate::tls::{TlsContext, TlsOptions};
+use tokio_rustls::rustls::pki_types::ServerName;
+
+fn tls_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("test/fixtures/tls").join(name))
+        .unwrap()
+}
+
+/// A TLS listener and a TLS client of it on the same loop, both open. Returns the listener's
+/// address too, and the ids of the server's and the client's socket.
+fn tls_pair(h: &mut Harness) -> (SlotId, SlotId) {
+    let server = TlsOptions {
+        key: Some(tls_fixture("server.key")),
+        cert: Some(tls_fixture("server.pem")),
+        ..TlsOptions::default()
+    };
+    let server = Arc::new(TlsContext::new(&server).unwrap());
+    let listener =
+        h.event_loop.listen(&mut h.js, "127.0.0.1:0".parse().unwrap(), false, Some(server)).unwrap();
+    let port = h.event_loop.listener_address(&h.js, listener).unwrap().1 as u16;
+    let client = TlsOptions { ca: Some(tls_fixture("ca.pem")), ..TlsOptions::default() };
+    let client = ClientTls {
+        context: Arc::new(TlsContext::new(&client).unwrap()),
+        name: ServerName::try_from("localhost").unwrap(),
+    };
+    let id = h.event_loop.create_handle().unwrap();
+    let target = ConnectTarget::Addresses(vec![SocketAddr::from(([127, 0, 0, 1], port))]);
+    h.event_loop.connect(&mut h.js, id, target, None, Some(client)).unwrap();
+    let mut opened = Vec::new();
+    let deadline = Instant::now() + 5 * SECOND;
+    while opened.len() < 2 && Instant::now() < deadline {
+        let events = h.events(Duration::from_millis(100));
+        assert!(events.iter().all(|e| e.kind != EventKind::ConnectError as u32), "{events:?}");
+        opened.extend(events.into_iter().filter(|e| e.kind == EventKind::Open as u32).map(|e| e.id));
+    }
+    let server_side = opened.iter().copied().find(|&open| open != id).expect("the server side opened");
+    assert!(opened.contains(&id), "the client side opened");
+    (server_side, id)
+}
+
+/// Collects `Data` of `id` until `total` bytes came, noting whether `writable_of` got `Writable`.
+fn receive_tls(h: &mut Harness, id: SlotId, total: usize, writable_of: SlotId) -> (Vec<u8>, bool) {
+    let mut received = Vec::new();
+    let mut writable = false;
+    let deadline = Instant::now() + 10 * SECOND;
+    while (received.len() < total || !writable) && Instant::now() < deadline {
+        for event in h.events(Duration::from_millis(100)) {
+            if event.kind == EventKind::Data as u32 && event.id == id {
+                received.extend_from_slice(&event.payload);
+            }
+            writable |= event.kind == EventKind::Writable as u32 && event.id == writable_of;
+        }
+    }
+    (received, writable)
+}
+
+#[test]
+fn tls_send_delivers_megabytes_one_way_and_reports_the_drain() {
+    let mut h = Harness::new();
+    let (server, client) = tls_pair(&mut h);
+    // More than the encryption window, to a peer that never writes back.
+    let payload: Vec<u8> = (0..3 << 20).map(|i: u32| (i * 7 + i / 4096) as u8).collect();
+    let buffered = h.event_loop.send(&h.js, client, &payload, 1 << 16);
+    assert_eq!(buffered, payload.len(), "TLS sends queue everything for the loop thread");
+    let (received, writable) = receive_tls(&mut h, server, payload.len(), client);
+    assert_eq!(received.len(), payload.len());
+    assert!(received == payload, "every byte, in order");
+    assert!(writable, "the drain of a send past the high-water mark is reported");
+    assert_eq!(h.event_loop.buffered_amount(&h.js, client), 0);
+}
+
+#[test]
+fn a_partial_tls_write_reports_writable_once_drained() {
+    let mut h = Harness::new();
+    let (server, client) = tls_pair(&mut h);
+    // Let the session tickets the server sends after the handshake arrive first: reading them
+    // must not be what reports the drain.
+    h.events(Duration::from_millis(200));
+    let taken = h.event_loop.write(&h.js, client, &[5; 4096], false, 1024);
+    assert_eq!(taken, 1024, "TLS writes take up to the high-water mark");
+    let (received, writable) = receive_tls(&mut h, server, 1024, client);
+    assert_eq!(received, vec![5; 1024]);
+    assert!(writable);
+    h.event_loop.shutdown(&h.js, client);
+    let end = h.until(EventKind::End);
+    assert!(
+        end.iter().any(|e| e.kind == EventKind::End as u32 && e.id == server),
+        "close_notify ends the peer"
+    );
+}

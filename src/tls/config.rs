@@ -240,7 +240,7 @@ fn pem_input(
     match (content, file) {
         (Some(_), Some(_)) => Err(ConfigError::new(
             "ERR_INVALID_ARG_VALUE",
-            format!("options.{name} and options.{file_name} are both set; give one"),
+            format!("tls.{name} and tls.{file_name} are both set; give one"),
         )),
         (Some(content), None) => Ok(Some(content.clone())),
         (None, Some(path)) => read_file(path, file_name).map(Some),
@@ -251,18 +251,18 @@ fn pem_input(
 fn read_file(path: &Path, option: &str) -> Result<Vec<u8>, ConfigError> {
     std::fs::read(path).map_err(|err| {
         let code = err.raw_os_error().map_or("EIO", errno_name);
-        ConfigError::new(code, format!("options.{option}: cannot read '{}': {err}", path.display()))
+        ConfigError::new(code, format!("tls.{option}: cannot read '{}': {err}", path.display()))
     })
 }
 
 fn parse_certificates(pem: &[u8], option: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let certificates = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(|err| {
-        ConfigError::new("ERR_TLS_INVALID_CERT", format!("options.{option} is not valid PEM: {err}"))
+        ConfigError::new("ERR_TLS_INVALID_CERT", format!("tls.{option} is not valid PEM: {err}"))
     })?;
     if certificates.is_empty() {
         return Err(ConfigError::new(
             "ERR_TLS_INVALID_CERT",
-            format!("options.{option} holds no certificate (no BEGIN CERTIFICATE block)"),
+            format!("tls.{option} holds no certificate (no BEGIN CERTIFICATE block)"),
         ));
     }
     Ok(certificates)
@@ -288,7 +288,7 @@ fn parse_private_key(
             pem::Error::NoItemsFound => "holds no private key (no BEGIN PRIVATE KEY block)".to_owned(),
             err => format!("is not valid PEM ({err}); encrypted keys must be PKCS#8"),
         };
-        ConfigError::new("ERR_TLS_INVALID_KEY", format!("options.{option} {reason}"))
+        ConfigError::new("ERR_TLS_INVALID_KEY", format!("tls.{option} {reason}"))
     })
 }
 
@@ -300,13 +300,13 @@ fn decrypt_private_key(
     let invalid = |detail: String| {
         ConfigError::new(
             "ERR_TLS_INVALID_KEY",
-            format!("options.{option} is not a valid encrypted key: {detail}"),
+            format!("tls.{option} is not a valid encrypted key: {detail}"),
         )
     };
     let Some(passphrase) = passphrase else {
         return Err(ConfigError::new(
             "ERR_TLS_PASSPHRASE_REQUIRED",
-            format!("options.{option} is encrypted: options.passphrase is required"),
+            format!("tls.{option} is encrypted: tls.passphrase is required"),
         ));
     };
     let (_, der) = pkcs8::der::pem::decode_vec(block.as_bytes()).map_err(|err| invalid(err.to_string()))?;
@@ -315,7 +315,7 @@ fn decrypt_private_key(
     let decrypted = encrypted.decrypt(passphrase).map_err(|_| {
         ConfigError::new(
             "ERR_TLS_BAD_PASSPHRASE",
-            format!("options.passphrase does not decrypt options.{option} (wrong passphrase?)"),
+            format!("tls.passphrase does not decrypt tls.{option} (wrong passphrase?)"),
         )
     })?;
     Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(decrypted.as_bytes().to_vec())))
@@ -336,13 +336,13 @@ fn certified_key(
         (Some(_), None) => {
             return Err(ConfigError::new(
                 "ERR_TLS_NO_CERTIFICATE",
-                "options.key is set without options.cert (or certFileName)".to_owned(),
+                "tls.key is set without tls.cert (or certFileName)".to_owned(),
             ))
         }
         (None, Some(_)) => {
             return Err(ConfigError::new(
                 "ERR_TLS_NO_KEY",
-                "options.cert is set without options.key (or keyFileName)".to_owned(),
+                "tls.cert is set without tls.key (or keyFileName)".to_owned(),
             ))
         }
     };
@@ -351,7 +351,7 @@ fn certified_key(
     let signing_key = provider.key_provider.load_private_key(key).map_err(|err| {
         ConfigError::new(
             "ERR_TLS_INVALID_KEY",
-            format!("options.{key_option} is not a usable private key: {err}"),
+            format!("tls.{key_option} is not a usable private key: {err}"),
         )
     })?;
     let certified = CertifiedKey::new(chain, signing_key);
@@ -361,11 +361,11 @@ fn certified_key(
         }
         Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => Err(ConfigError::new(
             "ERR_TLS_KEY_MISMATCH",
-            format!("options.{key_option} does not match the certificate in options.{cert_option}"),
+            format!("tls.{key_option} does not match the certificate in tls.{cert_option}"),
         )),
         Err(err) => Err(ConfigError::new(
             "ERR_TLS_INVALID_CERT",
-            format!("options.{cert_option}: the certificate cannot be used ({err})"),
+            format!("tls.{cert_option}: the certificate cannot be used ({err})"),
         )),
     }
 }
@@ -383,7 +383,7 @@ fn trust_roots(options: &TlsOptions) -> Result<Option<Arc<RootCertStore>>, Confi
     if added == 0 {
         return Err(ConfigError::new(
             "ERR_TLS_INVALID_CA",
-            format!("options.{option} holds no usable CA certificate"),
+            format!("tls.{option} holds no usable CA certificate"),
         ));
     }
     Ok(Some(Arc::new(roots)))
@@ -416,9 +416,7 @@ fn client_verifier(
         Some(roots) if options.reject_unauthorized => {
             let builder = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(provider));
             let builder = if options.request_cert { builder.allow_unauthenticated() } else { builder };
-            builder
-                .build()
-                .map_err(|err| ConfigError::new("ERR_TLS_INVALID_CA", format!("options.ca: {err}")))
+            builder.build().map_err(|err| ConfigError::new("ERR_TLS_INVALID_CA", format!("tls.ca: {err}")))
         }
         Some(_) => Ok(Arc::new(AcceptAnyCertificate { provider: Arc::clone(provider) })),
         None if options.request_cert => Ok(Arc::new(AcceptAnyCertificate { provider: Arc::clone(provider) })),
@@ -440,7 +438,7 @@ fn client_config(
             .unwrap_or_else(|| Arc::new(RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }));
         let verifier = WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(provider))
             .build()
-            .map_err(|err| ConfigError::new("ERR_TLS_INVALID_CA", format!("options.ca: {err}")))?;
+            .map_err(|err| ConfigError::new("ERR_TLS_INVALID_CA", format!("tls.ca: {err}")))?;
         builder.with_webpki_verifier(verifier)
     } else {
         builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate {
