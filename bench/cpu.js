@@ -1,4 +1,5 @@
-// CPU time per thread, and per process for other processes, read from /proc (Linux only).
+// CPU time per thread, and per process (or main thread) for other processes, read from /proc
+// (Linux only).
 // process.cpuUsage() sums every thread of this process; the benchmarks need to tell the JS
 // thread apart from the loop threads to see which side of the delivery is the bottleneck, and
 // to measure a server running in a child process.
@@ -30,6 +31,14 @@ function processCpuNs(pid) {
 }
 
 /**
+ * User + system CPU time of the main thread of process `pid` (its thread id is the pid), in
+ * ns: for a Node.js process, its JS thread.
+ */
+function mainThreadCpuNs(pid) {
+  return statCpuNs(`/proc/${pid}/task/${pid}/stat`)
+}
+
+/**
  * CPU time all CPUs of the machine spent busy, in ns: everything but idle and iowait. Steal
  * counts as busy: in a VM it is time the host gave to someone else, which a benchmark loses.
  */
@@ -55,4 +64,4 @@ function namedThreadsCpuNs(name) {
   return total
 }
 
-module.exports = { jsThreadCpuNs, machineBusyNs, namedThreadsCpuNs, processCpuNs }
+module.exports = { jsThreadCpuNs, machineBusyNs, mainThreadCpuNs, namedThreadsCpuNs, processCpuNs }

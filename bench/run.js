@@ -13,6 +13,7 @@ const path = require('node:path')
 const SCENARIOS = {
   delivery: 'delivery.js',
   tcp: 'tcp.js',
+  tls: 'tls.js',
 }
 
 function formatCell(value) {

@@ -1,13 +1,24 @@
-// Echo server on usockets-rs, measured by bench/tcp.js against node-net-echo.js.
-// Usage: node usockets-echo.js [port] (0 or none: an ephemeral port). Prints {"port": N} as
-// its first stdout line once listening. Needs the TCP API (SocketContext).
+// Echo server on usockets-rs, measured by bench/tcp.js against node-net-echo.js and by
+// bench/tls.js (with --tls) against node-tls-echo.js.
+// Usage: node usockets-echo.js [port] [--tls] (port 0 or none: an ephemeral port). Prints
+// {"port": N} as its first stdout line once listening. With --tls its certificate is
+// test/fixtures/tls/server.pem, as node-tls-echo.js's.
 'use strict'
+
+const path = require('node:path')
 
 const { Loop, SocketContext } = require('../..')
 
-const port = Number(process.argv[2] ?? 0)
+const FIXTURES = path.join(__dirname, '..', '..', 'test', 'fixtures', 'tls')
+const args = process.argv.slice(2)
+const tls = args.includes('--tls')
+const port = Number(args.find((arg) => arg !== '--tls') ?? 0)
 
-const context = new SocketContext(Loop.default())
+// All TLS work happens on the loop thread (API.md): the JS thread sees plaintext only.
+const options = tls
+  ? { tls: { keyFileName: path.join(FIXTURES, 'server.key'), certFileName: path.join(FIXTURES, 'server.pem') } }
+  : {}
+const context = new SocketContext(Loop.default(), options)
 // send, not write: write may take only part of the bytes and leave the rest to the caller,
 // send buffers it natively, like node:net's socket.write does in JS. The load generator's
 // in-flight window bounds how much either server ever buffers.

@@ -2,7 +2,8 @@
 //! messages, keeps at most a window of them unechoed, checks every echoed byte and times
 //! every message from send to complete echo.
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::fmt;
+use std::io::{self, ErrorKind};
 use std::os::fd::AsFd;
 use std::time::Instant;
 
@@ -11,6 +12,7 @@ use polling::{Event, PollMode, Poller};
 use crate::histogram::Histogram;
 use crate::net::{Endpoint, Transport};
 use crate::pattern::{Pattern, MAX_SPAN};
+use crate::tls::{Negotiated, TlsClient};
 
 /// What every connection sends.
 pub struct Plan {
@@ -41,6 +43,8 @@ pub struct Stats {
     pub resets: u64,
     /// Connections that got back bytes other than those they sent.
     pub mismatches: u64,
+    /// What the first TLS handshake to complete agreed on.
+    pub negotiated: Option<Negotiated>,
 }
 
 impl Stats {
@@ -52,9 +56,14 @@ impl Stats {
     }
 
     fn count(&mut self, failure: Failure) {
+        // The counts say how many failed; the first failure's error says why (a certificate
+        // the CA did not sign, a refused connection...), once, so a run cannot flood stderr.
+        if self.connect_errors + self.resets + self.mismatches == 0 {
+            eprintln!("loadgen: first failed connection: {failure}");
+        }
         match failure {
-            Failure::Connect => self.connect_errors += 1,
-            Failure::Reset => self.resets += 1,
+            Failure::Connect(_) => self.connect_errors += 1,
+            Failure::Reset(_) => self.resets += 1,
             Failure::Mismatch => self.mismatches += 1,
         }
     }
@@ -65,13 +74,18 @@ pub struct Shared {
     pub poller: Poller,
     pub plan: Plan,
     pub stats: Stats,
+    /// Set if the connections use TLS.
+    tls: Option<TlsClient>,
     pattern: Pattern,
     read_buffer: Box<[u8]>,
+    /// Room for TLS ciphertext on its way from the socket to rustls (empty without TLS).
+    tls_inbox: Box<[u8]>,
     connections_opened: u64,
 }
 
 impl Shared {
-    pub fn new(plan: Plan) -> io::Result<Shared> {
+    pub fn new(plan: Plan, tls: Option<TlsClient>) -> io::Result<Shared> {
+        let tls_inbox_len = if tls.is_some() { MAX_SPAN } else { 0 };
         Ok(Shared {
             poller: Poller::new()?,
             plan,
@@ -82,9 +96,12 @@ impl Shared {
                 connect_errors: 0,
                 resets: 0,
                 mismatches: 0,
+                negotiated: None,
             },
+            tls,
             pattern: Pattern::new(),
             read_buffer: vec![0; MAX_SPAN].into_boxed_slice(),
+            tls_inbox: vec![0; tls_inbox_len].into_boxed_slice(),
             connections_opened: 0,
         })
     }
@@ -101,9 +118,20 @@ pub enum Status {
 
 /// Why a connection ended early.
 enum Failure {
-    Connect,
-    Reset,
+    /// The connect or the TLS handshake failed.
+    Connect(io::Error),
+    Reset(io::Error),
     Mismatch,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Connect(err) => write!(f, "connect failed: {err}"),
+            Failure::Reset(err) => write!(f, "reset or closed: {err}"),
+            Failure::Mismatch => write!(f, "the echo differed from what was sent"),
+        }
+    }
 }
 
 /// What an event led to, short of failing.
@@ -151,9 +179,12 @@ impl Connection {
     /// Starts connecting. A connect that fails at once is counted and leaves the slot closed.
     pub fn open(&mut self, endpoint: &Endpoint, shared: &mut Shared) -> io::Result<()> {
         let connect_started = Instant::now();
-        let Ok(transport) = Transport::connect(endpoint) else {
-            shared.stats.count(Failure::Connect);
-            return Ok(());
+        let transport = match Transport::connect(endpoint, shared.tls.as_ref()) {
+            Ok(transport) => transport,
+            Err(err) => {
+                shared.stats.count(Failure::Connect(err));
+                return Ok(());
+            }
         };
         let interest = Event::writable(self.key);
         // SAFETY: a socket leaves the poller before it is closed (`close`), or, if it is still
@@ -175,21 +206,30 @@ impl Connection {
     pub fn on_ready(&mut self, event: Event, shared: &mut Shared) -> io::Result<Status> {
         match self.step(event, shared) {
             Ok(Step::Open { more_to_send }) => {
+                let transport = self.transport.as_ref().expect("step keeps it open");
                 let wanted = if more_to_send { Interest::ReadWrite } else { Interest::Read };
                 if wanted != self.interest {
-                    let transport = self.transport.as_ref().expect("step keeps it open");
                     let event = Event::new(self.key, true, more_to_send);
                     shared.poller.modify_with_mode(transport, event, PollMode::Level)?;
                     self.interest = wanted;
                 }
+                if shared.stats.negotiated.is_none() {
+                    shared.stats.negotiated = transport.negotiated();
+                }
                 Ok(Status::Open)
             }
             Ok(Step::Finished) => {
+                self.transport.as_mut().expect("step keeps it open").close_notify();
                 self.close(&shared.poller)?;
                 Ok(Status::Finished)
             }
             Err(failure) => {
-                shared.stats.count(failure);
+                let handshaking = self.transport.as_ref().is_some_and(Transport::is_handshaking);
+                shared.stats.count(match failure {
+                    // A TLS connection is not established before its handshake completes.
+                    Failure::Reset(err) if handshaking => Failure::Connect(err),
+                    failure => failure,
+                });
                 self.close(&shared.poller)?;
                 Ok(Status::Failed)
             }
@@ -202,8 +242,9 @@ impl Connection {
             unreachable!("event for closed connection slot {}", self.key);
         };
         if self.interest == Interest::Connect {
-            if !matches!(transport.take_error(), Ok(None)) {
-                return Err(Failure::Connect);
+            match transport.take_error() {
+                Ok(None) => {}
+                Ok(Some(err)) | Err(err) => return Err(Failure::Connect(err)),
             }
         } else if event.readable && self.progress.receive(transport, shared)? {
             return Ok(Step::Finished);
@@ -246,15 +287,15 @@ impl Progress {
     /// Reads and checks what the server echoed; returns whether the connection has got back
     /// everything it will ever send (connect mode).
     fn receive(&mut self, transport: &mut Transport, shared: &mut Shared) -> Result<bool, Failure> {
-        let Shared { plan, stats, pattern, read_buffer, .. } = shared;
+        let Shared { plan, stats, pattern, read_buffer, tls_inbox, .. } = shared;
         loop {
-            let len = match transport.read(read_buffer) {
+            let len = match transport.read(read_buffer, tls_inbox) {
                 // The server closed before echoing everything.
-                Ok(0) => return Err(Failure::Reset),
+                Ok(0) => return Err(Failure::Reset(ErrorKind::UnexpectedEof.into())),
                 Ok(len) => len,
                 Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(false),
                 Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return Err(Failure::Reset),
+                Err(err) => return Err(Failure::Reset(err)),
             };
             let echoed = &read_buffer[..len];
             let unechoed = self.sent - self.received;
@@ -285,7 +326,8 @@ impl Progress {
         }
     }
 
-    /// Writes whatever the window allows; returns whether some of it is still unwritten.
+    /// Writes whatever the window allows; returns whether some of it (or, with TLS, of the
+    /// records it was encrypted into) is still unwritten.
     fn send(&mut self, transport: &mut Transport, shared: &Shared) -> Result<bool, Failure> {
         let plan = &shared.plan;
         let window_end = (self.received / plan.message_size + plan.window) * plan.message_size;
@@ -294,7 +336,7 @@ impl Progress {
             let len = (limit - self.sent).min(MAX_SPAN as u64) as usize;
             match transport.write(shared.pattern.slice(self.origin, self.sent, len)) {
                 // A stream socket that takes nothing from a non-empty write is closed.
-                Ok(0) => return Err(Failure::Reset),
+                Ok(0) => return Err(Failure::Reset(ErrorKind::WriteZero.into())),
                 Ok(written) => {
                     self.sent += written as u64;
                     self.stamp_sent_messages(plan);
@@ -305,10 +347,15 @@ impl Progress {
                 }
                 Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(true),
                 Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return Err(Failure::Reset),
+                Err(err) => return Err(Failure::Reset(err)),
             }
         }
-        Ok(false)
+        // TLS: the records of what was just written, or of the handshake, may still wait.
+        match transport.flush() {
+            Ok(()) => Ok(false),
+            Err(err) if err.kind() == ErrorKind::WouldBlock => Ok(true),
+            Err(err) => Err(Failure::Reset(err)),
+        }
     }
 
     /// Records the send time of each message whose first byte has now been written.

@@ -1,6 +1,6 @@
-//! Load generator for the TCP echo benchmark (bench/tcp.js): drives many connections from one
-//! thread with non-blocking sockets, checks every echoed byte, and prints one JSON report.
-//! Run `loadgen --help` for the modes and options.
+//! Load generator for the echo benchmarks (bench/tcp.js, bench/tls.js): drives many
+//! connections, plain or TLS, from one thread with non-blocking sockets, checks every echoed
+//! byte, and prints one JSON report. Run `loadgen --help` for the modes and options.
 
 mod connection;
 mod histogram;
@@ -8,6 +8,7 @@ mod net;
 mod options;
 mod pattern;
 mod run;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -1,17 +1,19 @@
-//! Where to connect and the byte stream a connection runs over.
+//! Where to connect and the byte stream a connection runs over: a socket, plain or with TLS.
 //!
 //! std has no non-blocking connect, and one blocking connect would stall every other
 //! connection of this single-threaded generator, so sockets are created and connected
 //! here with libc, then handed to std's stream types.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::mem;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+
+use crate::tls::{Negotiated, TlsClient, TlsSession};
 
 pub enum Endpoint {
     Tcp(SocketAddr),
@@ -27,18 +29,16 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// A client connection's byte stream. A TLS mode would add a variant holding a rustls
-/// `ClientConnection` beside its `TcpStream`, whose `read`/`write` move plaintext and whose
-/// handshake keeps the connection in its connecting state a little longer.
-pub enum Transport {
+/// A stream socket, connected or still connecting.
+pub enum Socket {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
 
-impl Transport {
-    /// Starts connecting; the connection is usable once the socket reports writable and
-    /// `take_error` finds no error.
-    pub fn connect(endpoint: &Endpoint) -> io::Result<Transport> {
+impl Socket {
+    /// Starts connecting; the socket is usable once it reports writable and `take_error` finds
+    /// no error.
+    fn connect(endpoint: &Endpoint) -> io::Result<Socket> {
         match endpoint {
             Endpoint::Tcp(SocketAddr::V4(addr)) => {
                 // SAFETY: all-zero is a valid sockaddr_in (plain integers); it also clears sin_zero.
@@ -46,7 +46,7 @@ impl Transport {
                 raw.sin_family = libc::AF_INET as libc::sa_family_t;
                 raw.sin_port = addr.port().to_be();
                 raw.sin_addr.s_addr = u32::from_ne_bytes(addr.ip().octets());
-                Transport::tcp(connect_nonblocking(libc::AF_INET, &raw)?)
+                Socket::tcp(connect_nonblocking(libc::AF_INET, &raw)?)
             }
             Endpoint::Tcp(SocketAddr::V6(addr)) => {
                 // SAFETY: all-zero is a valid sockaddr_in6 (plain integers).
@@ -56,7 +56,7 @@ impl Transport {
                 raw.sin6_flowinfo = addr.flowinfo();
                 raw.sin6_addr.s6_addr = addr.ip().octets();
                 raw.sin6_scope_id = addr.scope_id();
-                Transport::tcp(connect_nonblocking(libc::AF_INET6, &raw)?)
+                Socket::tcp(connect_nonblocking(libc::AF_INET6, &raw)?)
             }
             Endpoint::Unix(path) => {
                 // SAFETY: all-zero is a valid sockaddr_un, and its path is then NUL-terminated.
@@ -74,41 +74,49 @@ impl Transport {
                     *dst = src as libc::c_char;
                 }
                 let fd = connect_nonblocking(libc::AF_UNIX, &raw)?;
-                Ok(Transport::Unix(UnixStream::from(fd)))
+                Ok(Socket::Unix(UnixStream::from(fd)))
             }
         }
     }
 
-    fn tcp(fd: OwnedFd) -> io::Result<Transport> {
+    fn tcp(fd: OwnedFd) -> io::Result<Socket> {
         let stream = TcpStream::from(fd);
         // Small pipelined messages must not wait for the previous ones to be acknowledged.
         stream.set_nodelay(true)?;
-        Ok(Transport::Tcp(stream))
+        Ok(Socket::Tcp(stream))
     }
 
     /// The pending socket error (SO_ERROR): how a non-blocking connect reports failure.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
         match self {
-            Transport::Tcp(stream) => stream.take_error(),
-            Transport::Unix(stream) => stream.take_error(),
+            Socket::Tcp(stream) => stream.take_error(),
+            Socket::Unix(stream) => stream.take_error(),
         }
     }
 }
 
-impl Read for Transport {
+impl Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Transport::Tcp(stream) => stream.read(buf),
-            Transport::Unix(stream) => stream.read(buf),
+            Socket::Tcp(stream) => stream.read(buf),
+            Socket::Unix(stream) => stream.read(buf),
         }
     }
 }
 
-impl Write for Transport {
+impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Transport::Tcp(stream) => stream.write(buf),
-            Transport::Unix(stream) => stream.write(buf),
+            Socket::Tcp(stream) => stream.write(buf),
+            Socket::Unix(stream) => stream.write(buf),
+        }
+    }
+
+    // rustls writes its queued records with one writev.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(stream) => stream.write_vectored(bufs),
+            Socket::Unix(stream) => stream.write_vectored(bufs),
         }
     }
 
@@ -117,12 +125,85 @@ impl Write for Transport {
     }
 }
 
-impl AsFd for Transport {
+impl AsFd for Socket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self {
-            Transport::Tcp(stream) => stream.as_fd(),
-            Transport::Unix(stream) => stream.as_fd(),
+            Socket::Tcp(stream) => stream.as_fd(),
+            Socket::Unix(stream) => stream.as_fd(),
         }
+    }
+}
+
+/// A client connection's byte stream: the socket, and over it a TLS session if the run uses
+/// TLS. Either way its reads and writes move the plaintext of the echo protocol.
+pub struct Transport {
+    socket: Socket,
+    tls: Option<TlsSession>,
+}
+
+impl Transport {
+    /// Starts connecting, and with `tls`, a TLS session whose handshake starts once the socket
+    /// is connected (with the first `write` or `flush`).
+    pub fn connect(endpoint: &Endpoint, tls: Option<&TlsClient>) -> io::Result<Transport> {
+        let tls = tls.map(TlsClient::session).transpose()?;
+        Ok(Transport { socket: Socket::connect(endpoint)?, tls })
+    }
+
+    /// The pending socket error (SO_ERROR): how a non-blocking connect reports failure.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.socket.take_error()
+    }
+
+    /// Reads what the server sent into `buf`, decrypted if TLS; `inbox` is room for TLS
+    /// ciphertext (see `TlsSession::read`). A read shorter than `buf` leaves nothing behind
+    /// in the transport, so, sockets being polled level-triggered, the poller reports any
+    /// more there is.
+    pub fn read(&mut self, buf: &mut [u8], inbox: &mut [u8]) -> io::Result<usize> {
+        match &mut self.tls {
+            None => self.socket.read(buf),
+            Some(tls) => tls.read(&mut self.socket, buf, inbox),
+        }
+    }
+
+    /// Writes plaintext. TLS takes all of `buf` or nothing (`WouldBlock` while earlier
+    /// records still wait for the socket).
+    pub fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.tls {
+            None => self.socket.write(buf),
+            Some(tls) => tls.write(&mut self.socket, buf),
+        }
+    }
+
+    /// Pushes out TLS records that wait for the socket, if any: `WouldBlock` while some
+    /// still do. A plain socket holds nothing back.
+    pub fn flush(&mut self) -> io::Result<()> {
+        match &mut self.tls {
+            None => Ok(()),
+            Some(tls) => tls.flush(&mut self.socket),
+        }
+    }
+
+    /// Whether a TLS handshake is still under way: a failure now is a failed connect.
+    pub fn is_handshaking(&self) -> bool {
+        self.tls.as_ref().is_some_and(TlsSession::is_handshaking)
+    }
+
+    /// Ends a TLS session the way a well-behaved client does before it closes the socket.
+    pub fn close_notify(&mut self) {
+        if let Some(tls) = &mut self.tls {
+            tls.close_notify(&mut self.socket);
+        }
+    }
+
+    /// What the TLS handshake agreed on, once it is complete.
+    pub fn negotiated(&self) -> Option<Negotiated> {
+        self.tls.as_ref().and_then(TlsSession::negotiated)
+    }
+}
+
+impl AsFd for Transport {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
     }
 }
 

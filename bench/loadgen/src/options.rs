@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::net::Endpoint;
+use crate::tls::TlsClient;
 
 pub const USAGE: &str = "\
 usage: loadgen <mode> (--port N [--host H] | --unix PATH) [options]
@@ -12,8 +13,8 @@ usage: loadgen <mode> (--port N [--host H] | --unix PATH) [options]
 modes:
   pingpong  every connection keeps --pipeline messages of --size bytes in flight
   stream    every connection writes --size byte chunks, at most --pipeline of them unechoed
-  connect   every connection slot loops: connect, send one --size byte message, read the
-            echo, close
+  connect   every connection slot loops: connect (and with --tls, a full handshake), send
+            one --size byte message, read the echo, close
 
 options:
   --host H          server address or name (default 127.0.0.1)
@@ -24,6 +25,10 @@ options:
   --pipeline P      messages in flight per connection (default 1; stream: 16; not for connect)
   --warmup SECS     seconds before measuring starts (default 1)
   --duration SECS   seconds measured (default 3)
+  --tls             speak TLS (1.2 or 1.3, no session resumption) over each connection
+  --ca PEM          with --tls: trust the CA certificates in this file, and no others
+  --servername N    with --tls: the name the server's certificate must be for, sent as SNI
+                    (default localhost)
 
 Prints one JSON object on stdout at the end, and the lines measure-start and measure-end on
 stderr when the measured window opens and closes. Exits with 1 if any echoed byte differed
@@ -56,6 +61,8 @@ pub struct Options {
     pub pipeline: u64,
     pub warmup: Duration,
     pub duration: Duration,
+    /// Set with --tls.
+    pub tls: Option<TlsClient>,
 }
 
 /// What `parse` found instead of options to run with.
@@ -93,9 +100,17 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, ParseErr
     let mut pipeline = None;
     let mut warmup = Duration::from_secs(1);
     let mut duration = Duration::from_secs(3);
+    let mut tls = false;
+    let mut ca = None;
+    let mut server_name = "localhost".to_string();
     while let Some(flag) = args.next() {
-        if flag == "-h" || flag == "--help" {
-            return Err(ParseError::Help);
+        match flag.as_str() {
+            "-h" | "--help" => return Err(ParseError::Help),
+            "--tls" => {
+                tls = true;
+                continue;
+            }
+            _ => {}
         }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
@@ -107,6 +122,8 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, ParseErr
             "--pipeline" => pipeline = Some(positive(&flag, &value)?),
             "--warmup" => warmup = seconds(&flag, &value)?,
             "--duration" => duration = seconds(&flag, &value)?,
+            "--ca" => ca = Some(PathBuf::from(value)),
+            "--servername" => server_name = value,
             _ => return Err(format!("unknown option {flag}").into()),
         }
     }
@@ -127,6 +144,12 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, ParseErr
         (Mode::Stream, None) => 16,
         (_, pipeline) => pipeline.unwrap_or(1),
     };
+    let tls = match (tls, ca) {
+        (true, Some(ca)) => Some(TlsClient::new(&ca, &server_name)?),
+        (true, None) => return Err("--tls needs --ca: the generator checks the server's certificate".into()),
+        (false, Some(_)) => return Err("--ca only applies with --tls".into()),
+        (false, None) => None,
+    };
     Ok(Options {
         mode,
         endpoint,
@@ -135,6 +158,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, ParseErr
         pipeline,
         warmup,
         duration,
+        tls,
     })
 }
 

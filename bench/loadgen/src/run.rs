@@ -34,7 +34,7 @@ pub fn run(options: &Options) -> io::Result<Report<'_>> {
     };
     let mut driver = Driver {
         connections: (0..options.connections).map(|key| Connection::new(key, &plan)).collect(),
-        shared: Shared::new(plan)?,
+        shared: Shared::new(plan, options.tls.clone())?,
     };
     let warmup_end = Instant::now() + options.warmup;
     for connection in &mut driver.connections {
@@ -85,19 +85,26 @@ impl Report<'_> {
         };
         let micros = |nanos: u64| nanos as f64 / 1e3;
         let params = format!(
-            r#"{{"endpoint":{},"connections":{},"size":{},"pipeline":{},"warmupSeconds":{},"durationSeconds":{}}}"#,
+            concat!(
+                r#"{{"endpoint":{},"connections":{},"size":{},"pipeline":{},"warmupSeconds":{},"#,
+                r#""durationSeconds":{},"tls":{}}}"#,
+            ),
             json_string(&options.endpoint.to_string()),
             options.connections,
             options.message_size,
             options.pipeline,
             options.warmup.as_secs_f64(),
             options.duration.as_secs_f64(),
+            options.tls.is_some(),
         );
+        // What the first completed TLS handshake agreed on, so runs against different servers
+        // can be checked to have used the same protocol and cipher.
+        let negotiated = stats.negotiated.map_or("null".to_string(), |negotiated| negotiated.to_json());
         format!(
             concat!(
                 r#"{{"mode":"{}","params":{},"seconds":{:.3},"ops":{},"opsPerSec":{:.1},"#,
                 r#""bytesPerSec":{:.0},"p50Us":{:.1},"p99Us":{:.1},"maxUs":{:.1},"errors":{},"#,
-                r#""connectErrors":{},"resets":{},"mismatches":{}}}"#,
+                r#""connectErrors":{},"resets":{},"mismatches":{},"tls":{}}}"#,
             ),
             options.mode.name(),
             params,
@@ -112,6 +119,7 @@ impl Report<'_> {
             stats.connect_errors,
             stats.resets,
             stats.mismatches,
+            negotiated,
         )
     }
 }

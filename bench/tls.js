@@ -1,0 +1,73 @@
+// TLS echo: round trips per second and server CPU time per round trip, bulk MB/s, and new
+// connections per second (connect, full handshake, one message echoed, close) of a usockets-rs
+// TLS echo server, next to a node:tls echo server (the baseline) and bench/limit-server --tls
+// (the limit: what one core of plain Rust and rustls does) in the same run.
+// bench/echo-harness.js says how it is measured.
+//
+// Every server presents test/fixtures/tls/server.pem; bench/loadgen checks it against
+// ca.pem, and negotiates what it would with any server (TLS 1.3 with these three), with no
+// session resumption. The rows show how much of each Node.js server's CPU time its JS thread
+// used: with usockets-rs all TLS work belongs on the loop thread, so during a bulk transfer
+// the JS thread should use well under half (the issue's bound, checked in the notes).
+//
+// Prints one JSON object per (case, server) on stdout; bench/run.js turns them into a table.
+'use strict'
+
+const path = require('node:path')
+
+const { TLS_FIXTURES, limitServer, nodeServer, runScenario } = require('./echo-harness.js')
+
+const TLS = ['--tls', '--ca', path.join(TLS_FIXTURES, 'ca.pem')]
+/** The issue's bound on the JS thread's share of the usockets-rs server's CPU in bulk transfer. */
+const MAX_JS_THREAD_PCT = 50
+
+/** Also run first and last on node:tls alone, to show how much the machine drifted. */
+const NOISE_PROBE = {
+  name: 'pingpong 64 B, 100 conns',
+  args: ['pingpong', '--size', '64', '--connections', '100', ...TLS],
+}
+
+const STREAM_CASES = [
+  { name: 'stream 64 KiB, 1 conn', args: ['stream', '--size', '65536', '--connections', '1', ...TLS] },
+  { name: 'stream 64 KiB, 4 conns', args: ['stream', '--size', '65536', '--connections', '4', ...TLS] },
+]
+
+const CASES = [
+  NOISE_PROBE,
+  ...STREAM_CASES,
+  { name: 'connect 64 B, 10 conns', args: ['connect', '--size', '64', '--connections', '10', ...TLS] },
+]
+
+const NODE_TLS = nodeServer('node:tls', 'node-tls-echo.js')
+const USOCKETS = nodeServer('usockets-rs', 'usockets-echo.js', ['--tls'])
+const LIMIT = limitServer([
+  ...['--tls', '--cert', path.join(TLS_FIXTURES, 'server.pem')],
+  ...['--key', path.join(TLS_FIXTURES, 'server.key')],
+])
+
+async function main() {
+  const runs = await runScenario({
+    scenario: 'tls',
+    cases: CASES,
+    servers: [NODE_TLS, USOCKETS, LIMIT],
+    baseline: NODE_TLS,
+    limit: LIMIT,
+    noiseProbe: NOISE_PROBE,
+    jsThreadShare: true,
+  })
+  for (const testCase of STREAM_CASES) {
+    const run = runs[testCase.name][USOCKETS.name]
+    if (run.unavailable !== undefined) continue
+    const pct = (100 * run.serverMainThreadCpuNs) / run.serverCpuNs
+    const verdict = pct < MAX_JS_THREAD_PCT ? 'meets' : 'MISSES'
+    console.log(
+      `usockets-rs JS thread in ${testCase.name}: ${pct.toFixed(1)}% of the server's CPU time ` +
+        `(${verdict} the bound of < ${MAX_JS_THREAD_PCT}%)`,
+    )
+  }
+}
+
+main().catch((err) => {
+  console.error(err)
+  process.exitCode = 1
+})
