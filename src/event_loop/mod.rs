@@ -381,19 +381,24 @@ impl EventLoop {
     /// `high_water_mark` or more, `Writable` reports the drain.
     pub fn send(&self, js: &JsSide, id: SlotId, data: &[u8], high_water_mark: usize) -> usize {
         let Some(io) = js.sockets.get(id) else { return 0 };
-        let start_draining = if io.is_tls() {
-            let (_, start) = io.queue_plaintext(&[data], usize::MAX);
-            if io.buffered_amount() >= high_water_mark {
-                self.submit(Command::Socket(SocketCommand::CheckWritable { id }));
+        if !io.is_tls() {
+            let (buffered, start_draining) = io.send(data);
+            if start_draining {
+                self.submit(Command::Socket(SocketCommand::Drain { id }));
             }
-            start
-        } else {
-            io.send(data).1
-        };
+            return buffered;
+        }
+        let (_, start_draining) = io.queue_plaintext(&[data], usize::MAX);
         if start_draining {
             self.submit(Command::Socket(SocketCommand::Drain { id }));
         }
-        io.buffered_amount()
+        // Read once: the amount that makes JavaScript's `send` return false must be the one
+        // that asks for the drain report (the loop thread changes it meanwhile).
+        let buffered = io.buffered_amount();
+        if buffered >= high_water_mark {
+            self.submit(Command::Socket(SocketCommand::CheckWritable { id }));
+        }
+        buffered
     }
 
     /// What the TLS handshake of an open socket settled (None for plain sockets).
