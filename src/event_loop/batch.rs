@@ -129,6 +129,12 @@ impl Batch {
         self.last_seq = 0;
     }
 
+    /// Empties the batch, returning its records.
+    pub fn take_words(&mut self) -> Vec<u32> {
+        self.last_seq = 0;
+        std::mem::take(&mut self.words)
+    }
+
     /// Moves all records of `other` to the end of this batch.
     fn append(&mut self, other: &mut Batch) {
         if self.words.is_empty() {

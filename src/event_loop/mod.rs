@@ -553,6 +553,12 @@ impl JsSide {
     pub fn release_records(&mut self) {
         self.batch.clear();
     }
+
+    /// Moves the records out (to hand them to JavaScript without a copy). Its acknowledgement
+    /// is unaffected.
+    pub fn take_records(&mut self) -> Vec<u32> {
+        self.batch.take_words()
+    }
 }
 
 /// Everything only the loop thread touches.
