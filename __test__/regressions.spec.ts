@@ -416,3 +416,35 @@ test('out of fds, the loop thread does not spin on the listener and accepts agai
   t.true(summary.iterations < 5000, `${summary.iterations} loop iterations in 0.5 s while out of fds`)
   t.is(summary.opened, 5, 'every connection accepted once fds were free')
 })
+
+test.serial('a sustained flow of data does not starve Node timers: delivery yields to the event loop', async (t) => {
+  // 32 MiB queued with send() drain on the loop thread alone, so data keeps arriving without
+  // any JS involvement, much faster than onData (10 ms per MiB) consumes it. Delivery used to
+  // take batches until none was pending, which under a sustained flow meant never returning to
+  // Node's event loop: a 20 ms timer set at the first data fired only after the whole transfer.
+  const { ctx } = newContext(t)
+  const total = 32 * 1024 * 1024
+  let received = 0
+  let receivedWhenTimerFired = -1
+  const done = deferred()
+  ctx.onData((_socket: any, data: Buffer) => {
+    if (received === 0) {
+      setTimeout(() => {
+        receivedWhenTimerFired = received
+      }, 20)
+    }
+    received += data.length
+    busyWait((10 * data.length) / (1024 * 1024))
+    if (received === total) done.resolve()
+  })
+  const listener = ctx.listen('127.0.0.1', 0)
+  const opened = deferred<any>()
+  ctx.onOpen((socket: any, isClient: boolean) => {
+    if (isClient) opened.resolve(socket)
+  })
+  ctx.connect('127.0.0.1', listener.port)
+  const client = await withTimeout(opened.promise, 5000, 'the client open')
+  client.send(Buffer.alloc(total, 7))
+  await withTimeout(done.promise, 20_000, 'all 32 MiB')
+  t.true(receivedWhenTimerFired >= 0 && receivedWhenTimerFired < total / 2, `the timer fired after ${receivedWhenTimerFired} of ${total} bytes`)
+})
