@@ -2,6 +2,7 @@
 //! poller goes through `event_loop::poller`.)
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 
 /// Fails with `EPERM` for descriptors that can never be polled (regular files and directories:
@@ -134,6 +135,34 @@ pub fn recv(socket: &Socket, buf: &mut [u8]) -> io::Result<usize> {
             result => return result,
         }
     }
+}
+
+/// Receives up to `max` bytes onto the end of `words`, as little-endian bytes with the last word
+/// zero-padded, without zero-filling the room first (bulk data lands in the event batch with no
+/// copy in between). Returns the byte count; `words` grows by the words that cover it.
+pub fn recv_words(socket: &Socket, words: &mut Vec<u32>, max: usize) -> io::Result<usize> {
+    let room_words = max.div_ceil(4);
+    words.reserve(room_words);
+    let spare = &mut words.spare_capacity_mut()[..room_words];
+    // SAFETY: `MaybeUninit<u32>` is four `MaybeUninit<u8>` with no padding, so the spare words
+    // are `room_words * 4` bytes of the same allocation, borrowed through `spare` meanwhile.
+    let bytes: &mut [MaybeUninit<u8>] =
+        unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast(), room_words * 4) };
+    let received = loop {
+        match socket.recv(&mut bytes[..max]) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            result => break result?,
+        }
+    };
+    let covered = received.div_ceil(4);
+    for byte in &mut bytes[received..covered * 4] {
+        byte.write(0);
+    }
+    // SAFETY: recv initialized the first `received` bytes and the loop above the rest of the
+    // last word, so the first `covered` spare words are initialized (and `covered <= room_words`,
+    // which `reserve` made room for).
+    unsafe { words.set_len(words.len() + covered) };
+    Ok(received)
 }
 
 fn send_flags(more: bool) -> i32 {

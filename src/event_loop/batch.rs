@@ -1,7 +1,8 @@
 //! Events travel from the loop thread to JavaScript in batches of fixed-size records, through a
-//! doorbell: the loop appends to the pending batch and rings (one threadsafe-function call) only
-//! when no delivery is pending; JavaScript takes everything pending in one go, dispatches it,
-//! and acknowledges it by taking the next batch. The acknowledgement returns the credit that
+//! doorbell: the loop queues each iteration's events (small ones joined onto the batch before)
+//! and rings (one threadsafe-function call) only when no delivery is pending; JavaScript takes
+//! the pending batches one by one until none is left, dispatches each, and acknowledges it by
+//! taking the next. The acknowledgement returns the credit that
 //! bounds how much undelivered data the loop may hold (`maxPendingBytes`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -101,6 +102,25 @@ impl Batch {
         }
     }
 
+    /// Appends a `Data` record whose payload `receive` appends to the words itself (returning
+    /// its byte count), so received bytes land here without a copy. Nothing is appended when it
+    /// fails or receives nothing.
+    pub fn push_received(
+        &mut self,
+        index: u32,
+        stamp: u32,
+        receive: impl FnOnce(&mut Vec<u32>) -> std::io::Result<usize>,
+    ) -> std::io::Result<usize> {
+        let start = self.words.len();
+        self.push(EventKind::Data, index, stamp, 0);
+        let result = receive(&mut self.words);
+        match result {
+            Ok(received) if received > 0 => self.words[start + 3] = received as u32,
+            _ => self.words.truncate(start),
+        }
+        result
+    }
+
     /// The records, as `index.js` reads them.
     pub fn words(&self) -> &[u32] {
         &self.words
@@ -135,17 +155,24 @@ impl Batch {
         std::mem::take(&mut self.words)
     }
 
-    /// Moves all records of `other` to the end of this batch.
-    fn append(&mut self, other: &mut Batch) {
-        if self.words.is_empty() {
-            std::mem::swap(&mut self.words, &mut other.words);
-        } else {
-            self.words.append(&mut other.words);
-        }
+    /// Copies the records of `other` to the end of this batch.
+    fn extend_from(&mut self, other: &Batch) {
+        self.words.extend_from_slice(&other.words);
         self.last_seq = self.last_seq.max(other.last_seq);
-        other.clear();
+    }
+
+    /// Moves the records out into a batch of their own, leaving room for as many: bulk data
+    /// comes in batches of similar size, which then fill without growing by copying.
+    fn split_off(&mut self) -> Batch {
+        let room = Vec::with_capacity(self.words.len());
+        let words = std::mem::replace(&mut self.words, room);
+        Batch { words, last_seq: std::mem::take(&mut self.last_seq) }
     }
 }
+
+/// Batches at least this large are queued for JavaScript as they are; smaller ones are copied
+/// onto the batch before them, so many small iterations still reach JavaScript in one take.
+const SEPARATE_BATCH_BYTES: usize = 64 * 1024;
 
 /// A batch JavaScript has taken and not yet acknowledged: what its acknowledgement returns.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -156,7 +183,8 @@ pub struct Taken {
 
 #[derive(Debug, Default)]
 struct Pending {
-    batch: Batch,
+    /// Published and not yet taken, oldest first; their sum is bounded by the loop's credit.
+    batches: std::collections::VecDeque<Batch>,
     /// A delivery was requested and JavaScript has not yet found the batch empty.
     doorbell_rung: bool,
 }
@@ -180,26 +208,39 @@ impl Delivery {
         events.last_seq = seq;
         self.undelivered_bytes.fetch_add(events.bytes(), Ordering::SeqCst);
         let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        pending.batch.append(events);
+        if events.bytes() >= SEPARATE_BATCH_BYTES {
+            let batch = events.split_off();
+            pending.batches.push_back(batch);
+        } else {
+            match pending.batches.back_mut() {
+                Some(last) => last.extend_from(events),
+                None => {
+                    let mut batch = Batch::default();
+                    batch.extend_from(events);
+                    pending.batches.push_back(batch);
+                }
+            }
+            events.clear();
+        }
         !std::mem::replace(&mut pending.doorbell_rung, true)
     }
 
     /// JavaScript thread: acknowledges `batch` (its events have all been dispatched), then
-    /// replaces it with everything pending. Returns false, and clears the doorbell, when nothing
-    /// is pending. Returns true when the loop asked to hear about the acknowledgement, so the
+    /// replaces it with the oldest pending batch. Returns false, and clears the doorbell, when
+    /// nothing is pending. Returns true when the loop asked to hear about the acknowledgement, so the
     /// caller must wake it.
     ///
     /// `taken` records what the acknowledgement of the new batch will return, so the caller may
     /// empty `batch` as soon as it has copied the records out.
     pub fn take(&self, batch: &mut Batch, taken: &mut Taken) -> (bool, bool) {
         let wake_loop = self.acknowledge(std::mem::take(taken));
-        batch.clear();
         let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if pending.batch.is_empty() {
+        let Some(next) = pending.batches.pop_front() else {
             pending.doorbell_rung = false;
+            batch.clear();
             return (false, wake_loop);
-        }
-        std::mem::swap(&mut pending.batch, batch);
+        };
+        *batch = next;
         *taken = Taken { seq: batch.last_seq, bytes: batch.bytes() };
         (true, wake_loop)
     }
@@ -288,5 +329,32 @@ mod tests {
         assert_eq!(delivery.take(&mut taken, &mut held), (false, true));
         assert_eq!(delivery.undelivered_bytes(), 0, "the credit comes back all the same");
         assert_eq!(delivery.take(&mut taken, &mut held), (false, false));
+    }
+
+    #[test]
+    fn small_iterations_join_into_one_batch_and_bulk_ones_queue_on_their_own() {
+        let delivery = Delivery::default();
+        let mut events = Batch::default();
+        events.push(EventKind::Timer, 1, 1, 0);
+        delivery.publish(&mut events, 1);
+        events.push(EventKind::Timer, 2, 1, 0);
+        delivery.publish(&mut events, 2);
+        let bulk = vec![9u8; SEPARATE_BATCH_BYTES];
+        events.push_with_payload(EventKind::Data, 3, 1, &bulk);
+        delivery.publish(&mut events, 3);
+        assert!(events.words.capacity() * 4 >= SEPARATE_BATCH_BYTES, "room kept for the next bulk batch");
+        events.push(EventKind::End, 3, 1, 0);
+        delivery.publish(&mut events, 4);
+
+        let (mut taken, mut held) = (Batch::default(), Taken::default());
+        assert_eq!(delivery.take(&mut taken, &mut held), (true, false));
+        assert_eq!(taken.words().len(), 2 * WORDS_PER_EVENT, "the two small iterations, joined");
+        assert_eq!(held.seq, 2);
+        assert_eq!(delivery.take(&mut taken, &mut held), (true, false));
+        assert_eq!(taken.words()[..4], [EventKind::Data as u32, 3, 1, SEPARATE_BATCH_BYTES as u32]);
+        assert_eq!(taken.words()[taken.words().len() - 4..], [EventKind::End as u32, 3, 1, 0]);
+        assert_eq!(held.seq, 4, "the small iteration after it joined the bulk batch");
+        assert_eq!(delivery.take(&mut taken, &mut held), (false, false));
+        assert_eq!(delivery.undelivered_bytes(), 0);
     }
 }

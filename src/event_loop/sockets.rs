@@ -857,28 +857,29 @@ impl LoopThread {
             // Reading no more than the credit left keeps undelivered bytes within the limit
             // (give or take one small read).
             let room = credit.clamp(MIN_READ_BYTES, self.recv_buffer.len());
-            match sys::recv(&io.socket, &mut self.recv_buffer[..room]) {
+            // Plain data is received straight into the event batch; TLS ciphertext goes through
+            // the receive buffer to its session.
+            let received = if tls {
+                sys::recv(&io.socket, &mut self.recv_buffer[..room])
+            } else {
+                self.events
+                    .push_received(id.index, id.generation, |words| sys::recv_words(&io.socket, words, room))
+            };
+            match received {
                 Ok(0) => {
                     self.peer_finished(id, &io);
                     return;
                 }
-                Ok(n) if tls => {
-                    read += n;
-                    let buffer = std::mem::take(&mut self.recv_buffer);
-                    let still_reading = self.tls_receive(id, &buffer[..n]);
-                    self.recv_buffer = buffer;
-                    if !still_reading || n < room || read >= READ_BUDGET_PER_SOCKET {
-                        return;
-                    }
-                }
                 Ok(n) => {
                     read += n;
-                    self.events.push_with_payload(
-                        EventKind::Data,
-                        id.index,
-                        id.generation,
-                        &self.recv_buffer[..n],
-                    );
+                    if tls {
+                        let buffer = std::mem::take(&mut self.recv_buffer);
+                        let still_reading = self.tls_receive(id, &buffer[..n]);
+                        self.recv_buffer = buffer;
+                        if !still_reading {
+                            return;
+                        }
+                    }
                     // A short read emptied the socket (and if more just arrived, the
                     // level-triggered poller reports it again): no read that only says EAGAIN.
                     if n < room || read >= READ_BUDGET_PER_SOCKET {
