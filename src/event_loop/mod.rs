@@ -628,6 +628,7 @@ impl LoopThread {
     }
 
     fn run(mut self) {
+        sys::prefer_batches();
         while !self.shared.stopping.load(Ordering::SeqCst) {
             let timeout = self.prepare_wait();
             self.poller_events.clear();
