@@ -1,3 +1,4 @@
+import fs from 'node:fs'
 import { isMainThread } from 'node:worker_threads'
 
 import test from 'ava'
@@ -334,4 +335,19 @@ test.serial('loop.close() frees the loop thread and its file descriptors', async
     report.after.fds <= report.before.fds + 2,
     `${report.count} closed loops left ${report.after.fds - report.before.fds} fds open (${report.before.fds} → ${report.after.fds}), even after GC`,
   )
+})
+
+test('the loop thread runs as SCHED_BATCH (it does not preempt the JS thread on a shared core)', (t) => {
+  const loop = newLoop(t)
+  t.truthy(loop)
+  // /proc/<pid>/task/<tid>/stat field 41 is the scheduling policy; SCHED_BATCH is 3.
+  const policies = fs
+    .readdirSync('/proc/self/task')
+    .filter((tid) => fs.readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() === 'usockets-loop')
+    .map((tid) => {
+      const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3])
+    })
+  t.true(policies.length >= 1, 'a usockets-loop thread exists')
+  t.true(policies.every((policy) => policy === 3), `policies: ${policies}`)
 })
