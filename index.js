@@ -43,6 +43,8 @@ const SLOT_INDEX_RANGE = 2 ** 26
 const DEFAULT_MAX_PENDING_BYTES = 8 * 1024 * 1024
 const MIN_MAX_PENDING_BYTES = 64 * 1024
 const MAX_MAX_PENDING_BYTES = 2 ** 40
+// The loop thread's spin after a delivery is for latency, so it stays short: at most 10 ms.
+const MAX_SPIN_MICROSECONDS = 10_000
 // The longest delay Node's own timers accept; a Node interval of this length is what holds
 // the process open while a loop has work (see LoopState.hold).
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -166,7 +168,7 @@ function bytesOf(data, name) {
 
 /** Everything a Loop shares with its handles. Not exported. */
 class LoopState {
-  constructor(loop, maxPendingBytes, onWakeup) {
+  constructor(loop, maxPendingBytes, spinMicroseconds, onWakeup) {
     this.loop = loop
     this.onWakeup = onWakeup
     /** Slot index -> the JS handle with an armed timer / started poll there. */
@@ -182,7 +184,7 @@ class LoopState {
     /** True while a batch is being dispatched: run() settles after it, not in the middle. */
     this.dispatching = false
     this.lastIteration = 0
-    this.core = new LoopCore(() => this.deliver(), maxPendingBytes)
+    this.core = new LoopCore(() => this.deliver(), maxPendingBytes, spinMicroseconds)
     // Handles forgotten without close(): free their native slot once they are collected.
     // (Armed or started handles are in `handles`, so they are never collected.)
     this.collected = new FinalizationRegistry((id) => {
@@ -349,14 +351,15 @@ let defaultLoop = null
 
 class Loop {
   /**
-   * @param {{ onWakeup?: (loop: Loop) => void, maxPendingBytes?: number }} [options]
+   * @param {{ onWakeup?: (loop: Loop) => void, maxPendingBytes?: number, spinMicroseconds?: number }} [options]
    */
   constructor(options) {
-    const { onWakeup, maxPendingBytes = DEFAULT_MAX_PENDING_BYTES } = validateOptions(options, 'options')
+    const { onWakeup, maxPendingBytes = DEFAULT_MAX_PENDING_BYTES, spinMicroseconds = 0 } = validateOptions(options, 'options')
     if (onWakeup !== undefined) validateFunction(onWakeup, 'options.onWakeup')
     validateInteger(maxPendingBytes, 'options.maxPendingBytes', MIN_MAX_PENDING_BYTES, MAX_MAX_PENDING_BYTES)
+    validateInteger(spinMicroseconds, 'options.spinMicroseconds', 0, MAX_SPIN_MICROSECONDS)
     this.ext = undefined
-    Object.defineProperty(this, kState, { value: new LoopState(this, maxPendingBytes, onWakeup) })
+    Object.defineProperty(this, kState, { value: new LoopState(this, maxPendingBytes, spinMicroseconds, onWakeup) })
   }
 
   /** The loop of this JS thread that constructors given no loop use. */

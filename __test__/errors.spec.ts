@@ -35,6 +35,7 @@ test('wrong types throw TypeError ERR_INVALID_ARG_TYPE naming the argument', (t)
   typeError(t, () => timer.set(cb, 1, null), 'repeatMs')
 
   typeError(t, () => new AnyLoop({ maxPendingBytes: 'a' }), 'options.maxPendingBytes')
+  typeError(t, () => new AnyLoop({ spinMicroseconds: '50' }), 'options.spinMicroseconds')
   typeError(t, () => new AnyLoop({ onWakeup: 1 }), 'options.onWakeup')
   typeError(t, () => new AnyLoop('options'), 'options')
 
@@ -72,6 +73,8 @@ test('out-of-range numbers throw RangeError ERR_OUT_OF_RANGE naming the argument
 
   rangeError(t, () => new AnyLoop({ maxPendingBytes: 1 }), 'options.maxPendingBytes')
   rangeError(t, () => new AnyLoop({ maxPendingBytes: -65536 }), 'options.maxPendingBytes')
+  rangeError(t, () => new AnyLoop({ spinMicroseconds: 10_001 }), 'options.spinMicroseconds')
+  rangeError(t, () => new AnyLoop({ spinMicroseconds: 0.5 }), 'options.spinMicroseconds')
 })
 
 test('a call that throws on bad input changes nothing', async (t) => {

@@ -30,7 +30,13 @@ const LIMIT = limitServer()
 runScenario({
   scenario: 'tcp',
   cases: CASES,
-  servers: [NODE_NET, nodeServer('usockets-rs', 'usockets-echo.js'), LIMIT],
+  servers: [
+    NODE_NET,
+    nodeServer('usockets-rs', 'usockets-echo.js'),
+    // The same with the loop polling for 50 µs after each delivery: latency for CPU.
+    nodeServer('usockets-rs spin', 'usockets-echo.js', ['--spin-us', '50']),
+    LIMIT,
+  ],
   baseline: NODE_NET,
   limit: LIMIT,
   noiseProbe: NOISE_PROBE,

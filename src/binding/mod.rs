@@ -283,14 +283,22 @@ impl LoopCore {
     /// Starts the loop thread. `deliver` is called (with no arguments) whenever events wait in
     /// `takeBatch`; it must take them all.
     #[napi(constructor)]
-    pub fn new(env: Env, deliver: Function<(), ()>, max_pending_bytes: f64) -> Result<Self> {
+    pub fn new(
+        env: Env,
+        deliver: Function<(), ()>,
+        max_pending_bytes: f64,
+        spin_microseconds: f64,
+    ) -> Result<Self> {
         let doorbell = deliver
             .build_threadsafe_function::<()>()
             .weak::<true>()
             .callee_handled::<false>()
             .build_callback(|_| Ok(()))
             .map_err(|err| napi::Error::new(ErrorCode::from(err.status), err.reason))?;
-        let config = LoopConfig { max_pending_bytes: max_pending_bytes as usize };
+        let config = LoopConfig {
+            max_pending_bytes: max_pending_bytes as usize,
+            spin: Duration::from_micros(spin_microseconds as u64),
+        };
         let event_loop = EventLoop::start(
             config,
             Box::new(move || {

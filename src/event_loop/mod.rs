@@ -42,11 +42,15 @@ pub const WRITABLE: u32 = 2;
 pub struct LoopConfig {
     /// The most bytes of events the loop holds undelivered before it stops producing more.
     pub max_pending_bytes: usize,
+    /// After handing events to JavaScript, the loop polls without sleeping (yielding its core
+    /// between polls) for this long, so the reply to what it delivered is picked up without a
+    /// wake-up. Zero: it sleeps at once.
+    pub spin: Duration,
 }
 
 impl Default for LoopConfig {
     fn default() -> Self {
-        LoopConfig { max_pending_bytes: 8 << 20 }
+        LoopConfig { max_pending_bytes: 8 << 20, spin: Duration::ZERO }
     }
 }
 
@@ -629,8 +633,15 @@ impl LoopThread {
 
     fn run(mut self) {
         sys::prefer_batches();
+        let spin = self.shared.config.spin;
+        let mut spin_until = None;
         while !self.shared.stopping.load(Ordering::SeqCst) {
-            let timeout = self.prepare_wait();
+            let mut timeout = self.prepare_wait();
+            if spin_until.is_some_and(|until| Instant::now() < until) {
+                // Let the JavaScript thread run if it shares the core, then look again.
+                std::thread::yield_now();
+                timeout = Some(Duration::ZERO);
+            }
             self.poller_events.clear();
             if self.shared.poller.wait(&mut self.poller_events, timeout).is_err() {
                 // Only a broken epoll fd fails here (EINTR is retried by polling); back off
@@ -649,7 +660,9 @@ impl LoopThread {
             if self.shared.wakeup_requested.swap(false, Ordering::SeqCst) {
                 self.events.push(EventKind::Wakeup, 0, 0, 0);
             }
-            self.publish();
+            if self.publish() && !spin.is_zero() {
+                spin_until = Some(Instant::now() + spin);
+            }
         }
         self.unwatch_all();
     }
@@ -894,14 +907,16 @@ impl LoopThread {
         }
     }
 
-    fn publish(&mut self) {
+    /// Hands the iteration's events over; returns whether there were any.
+    fn publish(&mut self) -> bool {
         if self.events.is_empty() {
-            return;
+            return false;
         }
         self.seq += 1;
         if self.shared.delivery.publish(&mut self.events, self.seq) {
             (self.doorbell)();
         }
+        true
     }
 
     /// Leaves no fd registered once the loop is gone (sockets' fds close with their last owner).

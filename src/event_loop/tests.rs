@@ -264,7 +264,8 @@ fn wakeups_coalesce() {
 
 #[test]
 fn undelivered_events_stay_within_the_byte_budget() {
-    let mut h = Harness::with_config(LoopConfig { max_pending_bytes: 4 * EVENT_BYTES });
+    let mut h =
+        Harness::with_config(LoopConfig { max_pending_bytes: 4 * EVENT_BYTES, ..LoopConfig::default() });
     let count = 50;
     for stamp in 0..count {
         let id = h.event_loop.create_handle().unwrap();
@@ -297,6 +298,20 @@ fn a_stopped_loop_refuses_new_work() {
     assert!(matches!(h.event_loop.arm_timer(id, 1, Duration::ZERO, None), Err(Error::LoopClosed)));
     assert!(matches!(h.event_loop.wakeup(), Err(Error::LoopClosed)));
     h.event_loop.release(id);
+}
+
+#[test]
+fn after_a_delivery_the_loop_spins_only_when_configured() {
+    for (spin, spins) in [(Duration::ZERO, false), (Duration::from_millis(50), true)] {
+        let mut h = Harness::with_config(LoopConfig { spin, ..LoopConfig::default() });
+        let id = h.event_loop.create_handle().unwrap();
+        h.event_loop.arm_timer(id, 1, Duration::ZERO, None).unwrap();
+        assert_eq!(h.deliver(SECOND).len(), 1);
+        let before = h.event_loop.iteration_number();
+        std::thread::sleep(Duration::from_millis(10));
+        let iterations = h.event_loop.iteration_number() - before;
+        assert_eq!(iterations > 100, spins, "{iterations} iterations in 10 ms with a spin of {spin:?}");
+    }
 }
 
 // --- sockets ------------------------------------------------------------------------------------
@@ -401,7 +416,7 @@ fn send_queues_what_the_kernel_does_not_take_and_reports_the_drain() {
 #[test]
 fn reading_stops_while_javascript_holds_the_credit() {
     let max_pending_bytes = 256 * 1024;
-    let mut h = Harness::with_config(LoopConfig { max_pending_bytes });
+    let mut h = Harness::with_config(LoopConfig { max_pending_bytes, ..LoopConfig::default() });
     let (_, addr) = listen_on_loopback(&mut h);
     let mut client = TcpStream::connect(addr).unwrap();
     h.until(EventKind::Open);
