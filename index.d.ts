@@ -37,8 +37,8 @@ export interface LoopOptions {
    * this many microseconds (yielding its core between polls), so the reply to what it
    * delivered, or the next request, is picked up without a thread wake-up: lower latency for
    * a connection that talks back and forth, paid in CPU (up to this long per delivery, also
-   * when nothing comes). Integer, 0 to 10000. Default 0 (sleep at once). In the benchmark, 50
-   * brings one connection's median round trip from about 35 to 26 µs.
+   * when nothing comes). Integer, 0 to 10000. Default 0 (sleep at once). Measure before you
+   * use it: `npm run bench -- tcp` shows a server with 50 beside the default.
    */
   spinMicroseconds?: number
 }
