@@ -71,8 +71,10 @@ pub fn open_payload(listener: Option<SlotId>, remote: &(String, i32), local: &(S
     payload
 }
 
-/// The allocation an emptied batch keeps (256 KiB).
-const RETAINED_BATCH_WORDS: usize = 64 * 1024;
+/// The allocation an emptied batch keeps (1 MiB): room for the largest read (512 KiB, received
+/// straight into the batch) with its neighbours, so a loop iteration does not shrink the batch
+/// only for the next read to grow it again (each a `mremap`).
+const RETAINED_BATCH_WORDS: usize = 256 * 1024;
 
 /// Bytes one record takes, counted against `maxPendingBytes`.
 pub const EVENT_BYTES: usize = WORDS_PER_EVENT * 4;
