@@ -89,7 +89,8 @@ pub fn accept(listener: &Socket) -> io::Result<Option<(Socket, SockAddr)>> {
     loop {
         match listener.accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) {
             Ok((socket, peer)) => {
-                if socket.domain()? != Domain::UNIX {
+                // The peer's address tells the family without asking the socket (a syscall).
+                if !peer.is_unix() {
                     socket.set_tcp_nodelay(true)?;
                 }
                 return Ok(Some((socket, peer)));

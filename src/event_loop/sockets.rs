@@ -260,11 +260,19 @@ pub struct ListenerIo {
     socket: Mutex<Option<Socket>>,
     /// TLS listeners: the configuration accepted connections handshake with.
     tls: Option<Arc<TlsContext>>,
+    /// The local address of every accepted connection, when the listener's own tells it (an
+    /// address that is not a wildcard, or a path), so accepting needs no `getsockname`.
+    accepted_local: Option<(String, i32)>,
 }
 
 impl ListenerIo {
     pub fn new(socket: Socket, tls: Option<Arc<TlsContext>>) -> ListenerIo {
-        ListenerIo { socket: Mutex::new(Some(socket)), tls }
+        let accepted_local = socket
+            .local_addr()
+            .ok()
+            .filter(|addr| addr.as_socket().is_none_or(|ip| !ip.ip().is_unspecified()))
+            .map(|addr| sys::describe_address(&addr));
+        ListenerIo { socket: Mutex::new(Some(socket)), tls, accepted_local }
     }
 
     /// The listening fd, if still open.
@@ -657,13 +665,13 @@ impl LoopThread {
             self.flush_tls(id);
             return;
         }
-        self.announce_open(id, None);
+        self.announce_open(id, None, None);
     }
 
     /// JavaScript hears that the socket opened (TLS: its handshake completed), with its
-    /// addresses (`remote` when known, else asked of the socket), and gets its share of the
-    /// socket to write through.
-    fn announce_open(&mut self, id: SlotId, remote: Option<SockAddr>) {
+    /// addresses (`remote` and `local` when known, else asked of the socket), and gets its
+    /// share of the socket to write through.
+    fn announce_open(&mut self, id: SlotId, remote: Option<SockAddr>, local: Option<(String, i32)>) {
         let Some(Handle::Socket(state)) = self.handles.get_mut(id) else { return };
         let Some(io) = state.io.clone() else { return };
         // A connect (or handshake) timeout does not carry over to the open socket.
@@ -676,7 +684,8 @@ impl LoopThread {
         let describe =
             |addr: io::Result<SockAddr>| addr.map(|addr| sys::describe_address(&addr)).unwrap_or_default();
         let remote = describe(remote.map_or_else(|| io.socket.peer_addr(), Ok));
-        let payload = open_payload(state.listener, &remote, &describe(io.socket.local_addr()));
+        let local = local.unwrap_or_else(|| describe(io.socket.local_addr()));
+        let payload = open_payload(state.listener, &remote, &local);
         lock(&self.shared.opened).push((id, io, state.client));
         self.events.push_with_payload(EventKind::Open, id.index, id.generation, &payload);
         self.sync_interest(id);
@@ -975,7 +984,7 @@ impl LoopThread {
                 // JavaScript hears of it once the handshake completed.
                 self.set_timeout(id, false, Some(TLS_HANDSHAKE_TIMEOUT), HANDSHAKE_TIMEOUT_STAMP);
             } else {
-                self.announce_open(id, Some(remote));
+                self.announce_open(id, Some(remote), listener.accepted_local.clone());
             }
         }
     }
@@ -1009,7 +1018,7 @@ impl LoopThread {
                 events.push_with_payload(EventKind::Data, id.index, id.generation, plaintext)
             });
             match progress {
-                Ok(Progress::Opened) => self.announce_open(id, None),
+                Ok(Progress::Opened) => self.announce_open(id, None, None),
                 Ok(Progress::NeedsName(name)) => {
                     state.choosing_name = true;
                     let listener = state.listener.unwrap_or(id);
