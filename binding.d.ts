@@ -21,11 +21,9 @@ export declare class LoopCore {
    * Taking acknowledges the records taken before: their callbacks have run.
    */
   takeBatch(): Uint32Array | null
-  /**
-   * A new handle id (a number below 2^53).
-   * An external batch of `bytes` (see `take_batch`) was collected.
-   */
+  /** An external batch of `bytes` (see `take_batch`) was collected. */
   releaseExternalBatch(bytes: number): void
+  /** A new handle id (a number below 2^53). */
   createHandle(): number
   releaseHandle(id: number): void
   /** Arms a timer `delay_ms` from now, repeating every `period_ms` (0: once). */

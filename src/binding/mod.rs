@@ -294,7 +294,7 @@ impl LoopCore {
             .weak::<true>()
             .callee_handled::<false>()
             .build_callback(|_| Ok(()))
-            .map_err(|err| napi::Error::new(ErrorCode::from(err.status), err.reason))?;
+            .map_err(napi_error)?;
         let config = LoopConfig {
             max_pending_bytes: max_pending_bytes as usize,
             spin: Duration::from_micros(spin_microseconds as u64),
@@ -309,7 +309,7 @@ impl LoopCore {
         .map_err(js_error)?;
         if let Err(err) = register_with_environment(&env, &event_loop) {
             event_loop.stop();
-            return Err(napi::Error::new(ErrorCode::from(err.status), err.reason));
+            return Err(napi_error(err));
         }
         Ok(LoopCore { event_loop: Some(event_loop), js: RefCell::default() })
     }
@@ -340,7 +340,6 @@ impl LoopCore {
         records.map(Some).map_err(napi_error)
     }
 
-    /// A new handle id (a number below 2^53).
     /// An external batch of `bytes` (see `take_batch`) was collected.
     #[napi]
     pub fn release_external_batch(&self, env: Env, bytes: f64) -> Result<()> {
@@ -348,6 +347,7 @@ impl LoopCore {
         Ok(())
     }
 
+    /// A new handle id (a number below 2^53).
     #[napi]
     pub fn create_handle(&self) -> Result<f64> {
         self.running()?.create_handle().map(|id| id.pack() as f64).map_err(js_error)

@@ -649,9 +649,9 @@ impl LoopThread {
             self.connect_next(id, remaining, Some(errno_of(&err)));
             return;
         }
-        if io.socket.peer_addr().is_err() {
+        let Ok(remote) = io.socket.peer_addr() else {
             return; // not connected yet (ENOTCONN): reported again when it is
-        }
+        };
         state.phase = Phase::Open;
         if let Some(ClientTls { context, name }) = state.client_tls.take() {
             // JavaScript hears `Open` after the handshake; a connect timeout covers it too.
@@ -665,7 +665,7 @@ impl LoopThread {
             self.flush_tls(id);
             return;
         }
-        self.announce_open(id, None, None);
+        self.announce_open(id, Some(remote), None);
     }
 
     /// JavaScript hears that the socket opened (TLS: its handshake completed), with its

@@ -97,8 +97,11 @@ pub struct TlsContext {
     server: Option<Arc<ServerConfig>>,
     client: Arc<ClientConfig>,
     servername: Option<String>,
-    /// Options inherited by `addServerName` entries (everything but the key material).
+    /// What `addServerName` entries share with the context: everything but the key material
+    /// (options, the roots they name, the crypto provider).
     inherited: TlsOptions,
+    roots: Option<Arc<RootCertStore>>,
+    provider: Arc<CryptoProvider>,
     names: RwLock<ServerNames<Arc<ServerConfig>>>,
     /// JavaScript has an `onServerName` handler: names no pattern matches are asked about.
     asks_for_names: AtomicBool,
@@ -121,7 +124,7 @@ impl TlsContext {
             Some(certified) => Some(server_config(options, Arc::clone(certified), roots.clone(), &provider)?),
             None => None,
         };
-        let client = client_config(options, certified, roots, &provider)?;
+        let client = client_config(options, certified, roots.clone(), &provider)?;
         let inherited = TlsOptions {
             key: None,
             cert: None,
@@ -135,6 +138,8 @@ impl TlsContext {
             client,
             servername: options.servername.clone(),
             inherited,
+            roots,
+            provider,
             names: RwLock::default(),
             asks_for_names: AtomicBool::new(false),
         })
@@ -149,7 +154,6 @@ impl TlsContext {
     /// `options`; its other options default to the context's. Replaces an entry of the same
     /// pattern.
     pub fn add_server_name(&self, pattern: &str, options: &TlsOptions) -> Result<(), ConfigError> {
-        let provider = Arc::new(ring::default_provider());
         let merged = TlsOptions {
             key: options.key.clone(),
             cert: options.cert.clone(),
@@ -158,14 +162,13 @@ impl TlsContext {
             passphrase: options.passphrase.clone(),
             ..self.inherited.clone()
         };
-        let Some(certified) = certified_key(&merged, &provider)? else {
+        let Some(certified) = certified_key(&merged, &self.provider)? else {
             return Err(ConfigError::new(
                 "ERR_TLS_NO_CERTIFICATE",
                 format!("addServerName('{pattern}'): the options need a key and a certificate"),
             ));
         };
-        let roots = trust_roots(&merged)?;
-        let config = server_config(&merged, certified, roots, &provider)?;
+        let config = server_config(&merged, certified, self.roots.clone(), &self.provider)?;
         self.names.write().unwrap_or_else(PoisonError::into_inner).insert(pattern, config);
         Ok(())
     }
