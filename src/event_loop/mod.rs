@@ -1,4 +1,4 @@
-//! The event loop core: one native thread per loop, owning a `polling::Poller`, the handle
+//! The event loop core: one native thread per loop, owning a poller (`polling` + epoll), the handle
 //! table, the timer queue and the batch of events bound for JavaScript.
 //!
 //! Other threads (the JavaScript thread) talk to it through an [`EventLoop`]: they queue
@@ -571,7 +571,7 @@ struct LoopThread {
     doorbell: Doorbell,
     handles: Slab<Handle>,
     timers: TimerQueue,
-    poller_events: polling::Events,
+    poller_events: poller::Events,
     /// What the poller reported this iteration, as (key, readable, writable): a copy, so the
     /// handlers may borrow the loop mutably (reused, never reallocated per iteration).
     ready: Vec<(usize, bool, bool)>,
@@ -611,7 +611,7 @@ impl LoopThread {
             doorbell,
             handles: Slab::default(),
             timers: TimerQueue::default(),
-            poller_events: polling::Events::new(),
+            poller_events: poller::Events::new(),
             ready: Vec::new(),
             events: Batch::default(),
             seq: 0,
@@ -642,9 +642,8 @@ impl LoopThread {
                 std::thread::yield_now();
                 timeout = Some(Duration::ZERO);
             }
-            self.poller_events.clear();
             if self.shared.poller.wait(&mut self.poller_events, timeout).is_err() {
-                // Only a broken epoll fd fails here (EINTR is retried by polling); back off
+                // Only a broken epoll fd fails here (EINTR is an empty iteration); back off
                 // instead of spinning, and keep serving commands and timers.
                 std::thread::sleep(Duration::from_millis(1));
             }

@@ -1,11 +1,21 @@
-//! The loop's `polling::Poller`, narrowed to what the loop needs. Registration is the one place
-//! where raw descriptors meet the poller, so the `unsafe` of that API lives here.
+//! The loop's poller: `polling::Poller` registers descriptors (modes, keys, the epoll instance),
+//! and the loop waits on that epoll instance itself. Registration and waiting are the places
+//! where raw descriptors meet the poller, so their `unsafe` lives here.
+//!
+//! Why not `polling::Poller::wait`: on Linux every call arms its timerfd (`timerfd_settime` and
+//! an `epoll_ctl`), then drains and re-arms its oneshot notifier (a `read` and an `epoll_ctl`),
+//! whether or not a timeout or a notification was involved: four syscalls on top of the
+//! `epoll_wait`, paid once per loop iteration, which at one message per iteration (a single
+//! busy connection) were more than the `recv` and the doorbell of the message itself. This wait
+//! is one `epoll_wait` with a millisecond timeout (as uSockets' own), and the loop's wake-up is
+//! an eventfd of ours, registered level-triggered, read only when it was rung.
 
 use std::io;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use polling::{Event, Events, PollMode};
+use polling::{Event, PollMode};
 
 use super::{READABLE, WRITABLE};
 
@@ -28,9 +38,55 @@ impl Trigger {
     }
 }
 
+/// The key of the loop's own wake-up eventfd. polling reserves `usize::MAX` for its notifier;
+/// handle keys are slab indices, far below either.
+const WAKE_KEY: usize = usize::MAX - 1;
+
+/// Readiness reported for one registered descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    pub key: usize,
+    pub readable: bool,
+    pub writable: bool,
+}
+
+/// What one `wait` reported: room for this many descriptors per call, like polling's `Events`.
+pub struct Events {
+    /// As the kernel wrote them, the wake-up eventfd's included (`iter` leaves it out).
+    list: Vec<libc::epoll_event>,
+}
+
+const EVENTS_PER_WAIT: usize = 1024;
+
+impl Events {
+    pub fn new() -> Events {
+        Events { list: Vec::with_capacity(EVENTS_PER_WAIT) }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Readiness> + '_ {
+        // Errors and hang-ups count as both, as polling reports them: whatever the descriptor
+        // waits for finds out what happened by trying.
+        const READ_FLAGS: u32 =
+            (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        const WRITE_FLAGS: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        self.list.iter().filter(|event| event.u64 != WAKE_KEY as u64).map(|event| {
+            let flags = event.events;
+            Readiness {
+                key: event.u64 as usize,
+                readable: flags & READ_FLAGS != 0,
+                writable: flags & WRITE_FLAGS != 0,
+            }
+        })
+    }
+}
+
 #[derive(Debug)]
 pub struct Poller {
-    inner: polling::Poller,
+    registry: polling::Poller,
+    /// An eventfd, readable from the first `notify` until the loop's next `wait` drains it.
+    wake: OwnedFd,
+    /// Set by the first `notify` since the last drain: later ones need not write again.
+    rung: AtomicBool,
 }
 
 fn interest_event(key: usize, interest: u32) -> Event {
@@ -46,9 +102,28 @@ unsafe fn borrow_open_fd(fd: RawFd) -> BorrowedFd<'static> {
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
+fn millisecond_timeout(timeout: Option<Duration>) -> libc::c_int {
+    match timeout {
+        None => -1,
+        // Rounded up: a wait that ended before its deadline would only go round again.
+        Some(timeout) => timeout.as_nanos().div_ceil(1_000_000).min(libc::c_int::MAX as u128) as libc::c_int,
+    }
+}
+
 impl Poller {
     pub fn new() -> io::Result<Poller> {
-        Ok(Poller { inner: polling::Poller::new()? })
+        let registry = polling::Poller::new()?;
+        // SAFETY: eventfd has no memory arguments; it returns a new descriptor or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and nothing else owns it.
+        let wake = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: `wake` is owned by the poller and outlives its registration: the epoll
+        // instance (in `registry`) is dropped first, as fields drop in declaration order.
+        unsafe { registry.add_with_mode(&wake, Event::readable(WAKE_KEY), PollMode::Level)? };
+        Ok(Poller { registry, wake, rung: AtomicBool::new(false) })
     }
 
     /// Registers `fd` under `key`. Errors and hang-ups are reported whatever the interest.
@@ -57,14 +132,14 @@ impl Poller {
         // descriptors their user owns, and the Poll contract (index.d.ts) is to stop() before
         // closing the fd. A user who closes it first only makes the kernel drop the
         // registration on its own; a later `unwatch` then fails harmlessly.
-        unsafe { self.inner.add_with_mode(fd, interest_event(key, interest), trigger.mode()) }
+        unsafe { self.registry.add_with_mode(fd, interest_event(key, interest), trigger.mode()) }
     }
 
     /// Changes the interest of a watched descriptor.
     pub fn rewatch(&self, fd: RawFd, key: usize, interest: u32, trigger: Trigger) -> io::Result<()> {
         // SAFETY: see `unwatch`: the fd is open while registered, or the caller's documented hazard.
         let fd = unsafe { borrow_open_fd(fd) };
-        self.inner.modify_with_mode(fd, interest_event(key, interest), trigger.mode())
+        self.registry.modify_with_mode(fd, interest_event(key, interest), trigger.mode())
     }
 
     pub fn unwatch(&self, fd: RawFd) -> io::Result<()> {
@@ -75,15 +150,130 @@ impl Poller {
         // fails with EBADF or ENOENT, unless the number was reused meanwhile: the documented
         // hazard of polls, as with us_poll.
         let fd = unsafe { borrow_open_fd(fd) };
-        self.inner.delete(fd)
+        self.registry.delete(fd)
     }
 
-    pub fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
-        self.inner.wait(events, timeout)
+    /// Waits until a registered descriptor is ready, `notify` is called, or `timeout` passes
+    /// (rounded up to whole milliseconds), and replaces `events` with what was ready. Only the
+    /// loop thread waits.
+    pub fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        events.list.clear();
+        // SAFETY: the pointer and capacity describe the spare room of `events.list`, which the
+        // kernel fills with at most that many entries; `set_len` below covers only those.
+        let count = unsafe {
+            libc::epoll_wait(
+                self.registry.as_raw_fd(),
+                events.list.as_mut_ptr(),
+                events.list.capacity() as libc::c_int,
+                millisecond_timeout(timeout),
+            )
+        };
+        if count < 0 {
+            let err = io::Error::last_os_error();
+            // A signal cut the wait short: an empty iteration, as if the timeout had passed.
+            return if err.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(err) };
+        }
+        // SAFETY: epoll_wait initialized the first `count` entries (count <= capacity).
+        unsafe { events.list.set_len(count as usize) };
+        if events.list.iter().any(|event| event.u64 == WAKE_KEY as u64) {
+            self.drain_wake();
+        }
+        Ok(())
     }
 
-    /// Wakes a `wait` in progress, or makes the next one return at once. Coalesced.
+    /// Empties the wake-up eventfd, then lets the next `notify` ring it again. In this order, a
+    /// `notify` racing with the drain either rings again or finds `rung` still set, and then its
+    /// caller's command (queued before it notified) is seen by the iteration about to run.
+    fn drain_wake(&self) {
+        let mut counter = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into `counter`, which outlives the call. EAGAIN (already
+        // drained) is harmless.
+        unsafe { libc::read(self.wake.as_raw_fd(), counter.as_mut_ptr().cast(), counter.len()) };
+        self.rung.store(false, Ordering::SeqCst);
+    }
+
+    /// Wakes a `wait` in progress, or makes the next one return at once. Coalesced: only the
+    /// first call between two waits writes to the eventfd.
     pub fn notify(&self) -> io::Result<()> {
-        self.inner.notify()
+        if self.rung.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from `one`, which outlives the call.
+        if unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), one.len()) } < 0 {
+            let err = io::Error::last_os_error();
+            self.rung.store(false, Ordering::SeqCst);
+            return Err(err);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    #[test]
+    fn timeouts_round_up_to_whole_milliseconds() {
+        assert_eq!(millisecond_timeout(None), -1);
+        assert_eq!(millisecond_timeout(Some(Duration::ZERO)), 0);
+        assert_eq!(millisecond_timeout(Some(Duration::from_nanos(1))), 1);
+        assert_eq!(millisecond_timeout(Some(Duration::from_micros(1500))), 2);
+        assert_eq!(millisecond_timeout(Some(Duration::from_millis(7))), 7);
+        assert_eq!(millisecond_timeout(Some(Duration::from_secs(u64::MAX))), libc::c_int::MAX);
+    }
+
+    #[test]
+    fn notify_wakes_a_sleeping_wait_once_and_is_not_reported_as_readiness() {
+        let poller = Arc::new(Poller::new().unwrap());
+        let mut events = Events::new();
+        let waker = {
+            let poller = Arc::clone(&poller);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                // Coalesced: the second call finds the first one's ring still pending.
+                poller.notify().unwrap();
+                poller.notify().unwrap();
+            })
+        };
+        let started = Instant::now();
+        poller.wait(&mut events, Some(Duration::from_secs(10))).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5), "notify did not end the wait");
+        assert_eq!(events.iter().count(), 0);
+        waker.join().unwrap();
+        // Drained: the next wait sleeps its timeout out, and a later notify rings again.
+        let started = Instant::now();
+        poller.wait(&mut events, Some(Duration::from_millis(20))).unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(20));
+        poller.notify().unwrap();
+        let started = Instant::now();
+        poller.wait(&mut events, Some(Duration::from_secs(10))).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5), "a notify after a drain was lost");
+    }
+
+    #[test]
+    fn readiness_carries_the_key_and_direction() {
+        let poller = Poller::new().unwrap();
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        poller.watch(ours.as_raw_fd(), 7, READABLE, Trigger::Level).unwrap();
+        let mut events = Events::new();
+        poller.wait(&mut events, Some(Duration::ZERO)).unwrap();
+        assert_eq!(events.iter().count(), 0);
+        theirs.write_all(b"x").unwrap();
+        poller.wait(&mut events, Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(
+            events.iter().collect::<Vec<_>>(),
+            [Readiness { key: 7, readable: true, writable: false }]
+        );
+        poller.rewatch(ours.as_raw_fd(), 7, READABLE | WRITABLE, Trigger::Level).unwrap();
+        poller.wait(&mut events, Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(events.iter().collect::<Vec<_>>(), [Readiness { key: 7, readable: true, writable: true }]);
+        poller.unwatch(ours.as_raw_fd()).unwrap();
+        poller.wait(&mut events, Some(Duration::ZERO)).unwrap();
+        assert_eq!(events.iter().count(), 0);
     }
 }
