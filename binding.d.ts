@@ -21,8 +21,6 @@ export declare class LoopCore {
    * Taking acknowledges the records taken before: their callbacks have run.
    */
   takeBatch(): Uint32Array | null
-  /** An external batch of `bytes` (see `take_batch`) was collected. */
-  releaseExternalBatch(bytes: number): void
   /** A new handle id (a number below 2^53). */
   createHandle(): number
   releaseHandle(id: number): void

@@ -33,8 +33,6 @@ const EVENT_CONNECT_ERROR = 11
 const EVENT_SERVER_NAME = 12
 const TIMER_FINAL = 1
 const OPENED_BY_CONNECT = 0xffffffff
-// Batches this large come as external memory, whose collection JS reports (src/binding/mod.rs).
-const EXTERNAL_BATCH_BYTES = 64 * 1024
 // How long one delivery dispatches batches before it lets Node's event loop run.
 const DELIVERY_SLICE_MS = 5
 
@@ -190,10 +188,6 @@ class LoopState {
     this.collected = new FinalizationRegistry((id) => {
       if (!this.closed) this.core.releaseHandle(id)
     })
-    // Large batches are native memory V8 was told about; telling it when they are gone keeps
-    // its accounting (and so how often it collects) right. (A closed loop's core still works
-    // for this: the call touches only V8.)
-    this.externalBatches = new FinalizationRegistry((bytes) => this.core.releaseExternalBatch(bytes))
   }
 
   /**
@@ -208,7 +202,6 @@ class LoopState {
     try {
       let records
       while ((records = core.takeBatch()) !== null) {
-        if (records.byteLength >= EXTERNAL_BATCH_BYTES) this.externalBatches.register(records.buffer, records.byteLength)
         this.dispatch(records)
         if (performance.now() >= yieldAt && !this.closed) {
           // The doorbell rings only once everything pending was taken: come back for the rest.
