@@ -105,14 +105,18 @@ impl Batch {
     }
 
     /// Appends a `Data` record whose payload `receive` appends to the words itself (returning
-    /// its byte count), so received bytes land here without a copy. Nothing is appended when it
-    /// fails or receives nothing.
+    /// its byte count, at most `max_bytes`), so received bytes land here without a copy.
+    /// Nothing is appended when it fails or receives nothing.
     pub fn push_received(
         &mut self,
         index: u32,
         stamp: u32,
+        max_bytes: usize,
         receive: impl FnOnce(&mut Vec<u32>) -> std::io::Result<usize>,
     ) -> std::io::Result<usize> {
+        // Room for the record and the largest payload at once: a read that filled its room
+        // exactly would otherwise make the next record's header grow the batch, copying it all.
+        self.words.reserve(WORDS_PER_EVENT + max_bytes.div_ceil(4));
         let start = self.words.len();
         self.push(EventKind::Data, index, stamp, 0);
         let result = receive(&mut self.words);
@@ -130,6 +134,11 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.words.is_empty()
+    }
+
+    /// Payload bytes a `push_received` can take without growing the batch (a grow copies it).
+    pub fn spare_payload_bytes(&self) -> usize {
+        (self.words.capacity() - self.words.len()).saturating_sub(WORDS_PER_EVENT) * 4
     }
 
     /// What the batch counts against the loop's undelivered-bytes budget.
@@ -151,10 +160,13 @@ impl Batch {
         self.last_seq = 0;
     }
 
-    /// Empties the batch, returning its records.
+    /// Empties the batch, returning its records without the room it kept for more (which the
+    /// allocator reclaims in place): they may live as long as JavaScript keeps a view of them.
     pub fn take_words(&mut self) -> Vec<u32> {
         self.last_seq = 0;
-        std::mem::take(&mut self.words)
+        let mut words = std::mem::take(&mut self.words);
+        words.shrink_to_fit();
+        words
     }
 
     /// Copies the records of `other` to the end of this batch.
@@ -163,10 +175,11 @@ impl Batch {
         self.last_seq = self.last_seq.max(other.last_seq);
     }
 
-    /// Moves the records out into a batch of their own, leaving room for as many: bulk data
-    /// comes in batches of similar size, which then fill without growing by copying.
+    /// Moves the records out into a batch of their own, leaving room for as many and the
+    /// largest read besides: bulk data comes in batches of similar size, which then fill
+    /// without growing (a grow copies the whole batch).
     fn split_off(&mut self) -> Batch {
-        let room = Vec::with_capacity(self.words.len());
+        let room = Vec::with_capacity(self.words.len() + RETAINED_BATCH_WORDS);
         let words = std::mem::replace(&mut self.words, room);
         Batch { words, last_seq: std::mem::take(&mut self.last_seq) }
     }
@@ -215,8 +228,9 @@ impl Delivery {
             pending.batches.push_back(batch);
         } else {
             match pending.batches.back_mut() {
-                Some(last) => last.extend_from(events),
-                None => {
+                // Not onto a large batch, which may be full: growing it would copy it all.
+                Some(last) if last.bytes() < SEPARATE_BATCH_BYTES => last.extend_from(events),
+                _ => {
                     let mut batch = Batch::default();
                     batch.extend_from(events);
                     pending.batches.push_back(batch);
@@ -334,7 +348,7 @@ mod tests {
     }
 
     #[test]
-    fn small_iterations_join_into_one_batch_and_bulk_ones_queue_on_their_own() {
+    fn small_iterations_join_into_one_batch_and_bulk_ones_stay_alone() {
         let delivery = Delivery::default();
         let mut events = Batch::default();
         events.push(EventKind::Timer, 1, 1, 0);
@@ -354,8 +368,11 @@ mod tests {
         assert_eq!(held.seq, 2);
         assert_eq!(delivery.take(&mut taken, &mut held), (true, false));
         assert_eq!(taken.words()[..4], [EventKind::Data as u32, 3, 1, SEPARATE_BATCH_BYTES as u32]);
-        assert_eq!(taken.words()[taken.words().len() - 4..], [EventKind::End as u32, 3, 1, 0]);
-        assert_eq!(held.seq, 4, "the small iteration after it joined the bulk batch");
+        assert_eq!(taken.words().len(), WORDS_PER_EVENT + SEPARATE_BATCH_BYTES / 4, "the bulk batch alone");
+        assert_eq!(held.seq, 3);
+        assert_eq!(delivery.take(&mut taken, &mut held), (true, false));
+        assert_eq!(taken.words(), [EventKind::End as u32, 3, 1, 0], "not copied onto the bulk batch");
+        assert_eq!(held.seq, 4);
         assert_eq!(delivery.take(&mut taken, &mut held), (false, false));
         assert_eq!(delivery.undelivered_bytes(), 0);
     }

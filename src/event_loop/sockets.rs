@@ -865,14 +865,24 @@ impl LoopThread {
             }
             // Reading no more than the credit left keeps undelivered bytes within the limit
             // (give or take one small read).
-            let room = credit.clamp(MIN_READ_BYTES, self.recv_buffer.len());
+            let mut room = credit.clamp(MIN_READ_BYTES, self.recv_buffer.len());
+            if !tls && !self.events.is_empty() {
+                // Plain data is not read into a batch that would have to grow for it: growing
+                // copies the whole batch. What stays in the socket is read into the next
+                // iteration's batch (the poller reports the socket again: level-triggered).
+                room = room.min(self.events.spare_payload_bytes());
+                if room < MIN_READ_BYTES {
+                    return;
+                }
+            }
             // Plain data is received straight into the event batch; TLS ciphertext goes through
             // the receive buffer to its session.
             let received = if tls {
                 sys::recv(&io.socket, &mut self.recv_buffer[..room])
             } else {
-                self.events
-                    .push_received(id.index, id.generation, |words| sys::recv_words(&io.socket, words, room))
+                self.events.push_received(id.index, id.generation, room, |words| {
+                    sys::recv_words(&io.socket, words, room)
+                })
             };
             match received {
                 Ok(0) => {
