@@ -84,18 +84,26 @@ pub const EVENT_BYTES: usize = WORDS_PER_EVENT * 4;
 pub struct Batch {
     words: Vec<u32>,
     last_seq: u64,
+    /// Where the record pushed last starts (checked before use: other appends move the end).
+    last_record: usize,
 }
 
 impl Batch {
     pub fn push(&mut self, kind: EventKind, index: u32, stamp: u32, arg: u32) {
+        self.last_record = self.words.len();
         self.words.extend_from_slice(&[kind as u32, index, stamp, arg]);
     }
 
     /// A record followed by `payload` (its length is the record's `arg`).
     pub fn push_with_payload(&mut self, kind: EventKind, index: u32, stamp: u32, payload: &[u8]) {
         self.push(kind, index, stamp, payload.len() as u32);
-        // Whole words straight from the bytes (no zero-filling first), then the padded tail.
-        let (words, tail) = payload.as_chunks::<4>();
+        self.extend_padded(payload);
+    }
+
+    /// Appends `bytes` as whole words straight from the bytes (no zero-filling first), then the
+    /// zero-padded tail.
+    fn extend_padded(&mut self, bytes: &[u8]) {
+        let (words, tail) = bytes.as_chunks::<4>();
         self.words.extend(words.iter().map(|word| u32::from_le_bytes(*word)));
         if !tail.is_empty() {
             let mut last = [0; 4];
@@ -104,9 +112,42 @@ impl Batch {
         }
     }
 
-    /// Appends a `Data` record whose payload `receive` appends to the words itself (returning
-    /// its byte count, at most `max_bytes`), so received bytes land here without a copy.
-    /// Nothing is appended when it fails or receives nothing.
+    /// Where the batch's last record starts, if it is a `Data` record of this socket that can
+    /// take `more` bytes: a socket's consecutive chunks then reach JavaScript as one `onData`.
+    fn open_data(&self, index: u32, stamp: u32, more: usize) -> Option<usize> {
+        let start = self.last_record;
+        let record = self.words.get(start..start + WORDS_PER_EVENT)?;
+        let length = record[3] as usize;
+        let is_last = start + WORDS_PER_EVENT + length.div_ceil(4) == self.words.len();
+        let fits = u32::try_from(length + more).is_ok();
+        (record[..3] == [EventKind::Data as u32, index, stamp] && is_last && fits).then_some(start)
+    }
+
+    /// Appends `payload` to the socket's `Data` record if the batch ends with one, else as a
+    /// new `Data` record.
+    pub fn push_data(&mut self, index: u32, stamp: u32, mut payload: &[u8]) {
+        let Some(start) = self.open_data(index, stamp, payload.len()) else {
+            return self.push_with_payload(EventKind::Data, index, stamp, payload);
+        };
+        let length = self.words[start + 3] as usize;
+        self.words[start + 3] = (length + payload.len()) as u32;
+        let used = length % 4;
+        if used != 0 {
+            // The record's last word is padded: its free bytes come first.
+            let last = self.words.last_mut().expect("a record with a payload has a last word");
+            let mut bytes = last.to_le_bytes();
+            let taken = payload.len().min(4 - used);
+            bytes[used..used + taken].copy_from_slice(&payload[..taken]);
+            *last = u32::from_le_bytes(bytes);
+            payload = &payload[taken..];
+        }
+        self.extend_padded(payload);
+    }
+
+    /// Appends the bytes `receive` appends to the words itself (returning their count, at most
+    /// `max_bytes`) as the socket's data, so received bytes land here without a copy: onto the
+    /// socket's `Data` record if the batch ends with one whose length is whole words, else as a
+    /// new record. Nothing is appended when it fails or receives nothing.
     pub fn push_received(
         &mut self,
         index: u32,
@@ -116,13 +157,19 @@ impl Batch {
     ) -> std::io::Result<usize> {
         // Room for the record and the largest payload at once: a read that filled its room
         // exactly would otherwise make the next record's header grow the batch, copying it all.
-        self.words.reserve(WORDS_PER_EVENT + max_bytes.div_ceil(4));
-        let start = self.words.len();
-        self.push(EventKind::Data, index, stamp, 0);
+        self.reserve_payload(max_bytes);
+        let end = self.words.len();
+        let record = match self.open_data(index, stamp, max_bytes) {
+            Some(start) if self.words[start + 3].is_multiple_of(4) => start,
+            _ => {
+                self.push(EventKind::Data, index, stamp, 0);
+                end
+            }
+        };
         let result = receive(&mut self.words);
         match result {
-            Ok(received) if received > 0 => self.words[start + 3] = received as u32,
-            _ => self.words.truncate(start),
+            Ok(received) if received > 0 => self.words[record + 3] += received as u32,
+            _ => self.words.truncate(end),
         }
         result
     }
@@ -139,6 +186,17 @@ impl Batch {
     /// Payload bytes a `push_received` can take without growing the batch (a grow copies it).
     pub fn spare_payload_bytes(&self) -> usize {
         (self.words.capacity() - self.words.len()).saturating_sub(WORDS_PER_EVENT) * 4
+    }
+
+    /// Makes room for a record with up to `max_bytes` of payload. An empty batch too small for
+    /// it gets a new allocation: growing it would copy its whole old allocation for nothing.
+    pub fn reserve_payload(&mut self, max_bytes: usize) {
+        let words = WORDS_PER_EVENT + max_bytes.div_ceil(4);
+        if self.words.is_empty() && self.words.capacity() < words {
+            self.words = Vec::with_capacity(words.max(RETAINED_BATCH_WORDS));
+        } else {
+            self.words.reserve(words);
+        }
     }
 
     /// What the batch counts against the loop's undelivered-bytes budget.
@@ -158,12 +216,14 @@ impl Batch {
         self.words.clear();
         self.words.shrink_to(RETAINED_BATCH_WORDS);
         self.last_seq = 0;
+        self.last_record = 0;
     }
 
     /// Empties the batch, returning its records without the room it kept for more (which the
     /// allocator reclaims in place): they may live as long as JavaScript keeps a view of them.
     pub fn take_words(&mut self) -> Vec<u32> {
         self.last_seq = 0;
+        self.last_record = 0;
         let mut words = std::mem::take(&mut self.words);
         words.shrink_to_fit();
         words
@@ -181,7 +241,8 @@ impl Batch {
     fn split_off(&mut self) -> Batch {
         let room = Vec::with_capacity(self.words.len() + RETAINED_BATCH_WORDS);
         let words = std::mem::replace(&mut self.words, room);
-        Batch { words, last_seq: std::mem::take(&mut self.last_seq) }
+        let last_record = std::mem::take(&mut self.last_record);
+        Batch { words, last_seq: std::mem::take(&mut self.last_seq), last_record }
     }
 }
 
@@ -300,6 +361,54 @@ mod tests {
         assert_eq!(&bytemuck::cast_slice::<u32, u8>(&words[4..6])[..5], b"hello");
         assert_eq!(words[6..], [EventKind::End as u32, 3, 9, 0]);
         assert_eq!(batch.bytes(), 10 * 4);
+    }
+
+    #[test]
+    fn a_sockets_consecutive_chunks_join_into_one_data_record() {
+        let mut batch = Batch::default();
+        batch.push_data(3, 9, b"hello");
+        batch.push_data(3, 9, b", ");
+        batch.push_data(3, 9, b"world!");
+        // Another socket's chunk, then the first socket's again: no joining across records.
+        batch.push_data(4, 1, b"abc");
+        batch.push_data(3, 9, b"xy");
+        let words = batch.words();
+        assert_eq!(words[..4], [EventKind::Data as u32, 3, 9, 13]);
+        assert_eq!(&bytemuck::cast_slice::<u32, u8>(&words[4..8])[..13], b"hello, world!");
+        assert_eq!(bytemuck::cast_slice::<u32, u8>(&words[4..8])[13..], [0, 0, 0], "padding stays zero");
+        assert_eq!(words[8..12], [EventKind::Data as u32, 4, 1, 3]);
+        assert_eq!(words[13..17], [EventKind::Data as u32, 3, 9, 2]);
+        assert_eq!(words.len(), 18);
+        // A stale stamp (the slot was reused) starts a record of its own.
+        batch.push_data(3, 10, b"z");
+        assert_eq!(batch.words()[18..22], [EventKind::Data as u32, 3, 10, 1]);
+    }
+
+    #[test]
+    fn received_bytes_join_a_data_record_of_whole_words() {
+        let receive = |bytes: &'static [u8]| {
+            move |words: &mut Vec<u32>| {
+                words.extend(bytes.chunks(4).map(|chunk| {
+                    let mut word = [0; 4];
+                    word[..chunk.len()].copy_from_slice(chunk);
+                    u32::from_le_bytes(word)
+                }));
+                Ok(bytes.len())
+            }
+        };
+        let mut batch = Batch::default();
+        batch.push_received(5, 2, 64, receive(b"abcd")).unwrap();
+        batch.push_received(5, 2, 64, receive(b"efg")).unwrap();
+        // Not whole words any more: the next read gets a record of its own.
+        batch.push_received(5, 2, 64, receive(b"hi")).unwrap();
+        // Nothing received (or an error) leaves the batch as it was.
+        batch.push_received(5, 2, 64, |_| Ok(0)).unwrap();
+        batch.push_received(5, 2, 64, |_| Err(std::io::ErrorKind::WouldBlock.into())).unwrap_err();
+        let words = batch.words();
+        assert_eq!(words[..4], [EventKind::Data as u32, 5, 2, 7]);
+        assert_eq!(&bytemuck::cast_slice::<u32, u8>(&words[4..6])[..7], b"abcdefg");
+        assert_eq!(words[6..10], [EventKind::Data as u32, 5, 2, 2]);
+        assert_eq!(words.len(), 11);
     }
 
     #[test]

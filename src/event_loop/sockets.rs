@@ -866,10 +866,11 @@ impl LoopThread {
             // Reading no more than the credit left keeps undelivered bytes within the limit
             // (give or take one small read).
             let mut room = credit.clamp(MIN_READ_BYTES, self.recv_buffer.len());
-            if !tls && !self.events.is_empty() {
-                // Plain data is not read into a batch that would have to grow for it: growing
-                // copies the whole batch. What stays in the socket is read into the next
-                // iteration's batch (the poller reports the socket again: level-triggered).
+            if !self.events.is_empty() {
+                // No read that the batch would have to grow for: growing copies the whole
+                // batch (decrypted records take no more room than their ciphertext). What stays
+                // in the socket is read into the next iteration's batch (the poller reports the
+                // socket again: level-triggered).
                 room = room.min(self.events.spare_payload_bytes());
                 if room < MIN_READ_BYTES {
                     return;
@@ -892,6 +893,8 @@ impl LoopThread {
                 Ok(n) => {
                     read += n;
                     if tls {
+                        // The plaintext, at most as long as its ciphertext, lands in the batch.
+                        self.events.reserve_payload(n);
                         let buffer = std::mem::take(&mut self.recv_buffer);
                         let still_reading = self.tls_receive(id, &buffer[..n]);
                         self.recv_buffer = buffer;
@@ -1024,9 +1027,8 @@ impl LoopThread {
             let Some(Handle::Socket(state)) = self.handles.get_mut(id) else { return false };
             let Some(session) = state.tls.as_mut() else { return false };
             let events = &mut self.events;
-            let progress = session.receive(&mut input, &mut |plaintext| {
-                events.push_with_payload(EventKind::Data, id.index, id.generation, plaintext)
-            });
+            let progress = session
+                .receive(&mut input, &mut |plaintext| events.push_data(id.index, id.generation, plaintext));
             match progress {
                 Ok(Progress::Opened) => self.announce_open(id, None, None),
                 Ok(Progress::NeedsName(name)) => {
