@@ -7,8 +7,10 @@
 //! whether or not a timeout or a notification was involved: four syscalls on top of the
 //! `epoll_wait`, paid once per loop iteration, which at one message per iteration (a single
 //! busy connection) were more than the `recv` and the doorbell of the message itself. This wait
-//! is one `epoll_wait` with a millisecond timeout (as uSockets' own), and the loop's wake-up is
-//! an eventfd of ours, registered level-triggered, read only when it was rung.
+//! is one `epoll_pwait2` (Linux 5.11+: a nanosecond timeout, so timers fire on time; older
+//! kernels, or sandboxes that refuse it, get `epoll_wait` and whole milliseconds rounded up),
+//! and the loop's wake-up is an eventfd of ours, registered level-triggered, read only when it
+//! was rung.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -87,6 +89,8 @@ pub struct Poller {
     wake: OwnedFd,
     /// Set by the first `notify` since the last drain: later ones need not write again.
     rung: AtomicBool,
+    /// Set once `epoll_pwait2` failed with ENOSYS or EPERM: waits use `epoll_wait` from then on.
+    millisecond_waits: AtomicBool,
 }
 
 fn interest_event(key: usize, interest: u32) -> Event {
@@ -123,7 +127,7 @@ impl Poller {
         // SAFETY: `wake` is owned by the poller and outlives its registration: the epoll
         // instance (in `registry`) is dropped first, as fields drop in declaration order.
         unsafe { registry.add_with_mode(&wake, Event::readable(WAKE_KEY), PollMode::Level)? };
-        Ok(Poller { registry, wake, rung: AtomicBool::new(false) })
+        Ok(Poller { registry, wake, rung: AtomicBool::new(false), millisecond_waits: AtomicBool::new(false) })
     }
 
     /// Registers `fd` under `key`. Errors and hang-ups are reported whatever the interest.
@@ -158,27 +162,61 @@ impl Poller {
     /// loop thread waits.
     pub fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
         events.list.clear();
-        // SAFETY: the pointer and capacity describe the spare room of `events.list`, which the
-        // kernel fills with at most that many entries; `set_len` below covers only those.
-        let count = unsafe {
-            libc::epoll_wait(
-                self.registry.as_raw_fd(),
-                events.list.as_mut_ptr(),
-                events.list.capacity() as libc::c_int,
-                millisecond_timeout(timeout),
-            )
-        };
-        if count < 0 {
-            let err = io::Error::last_os_error();
+        let count = match self.epoll_wait(&mut events.list, timeout) {
+            Ok(count) => count,
             // A signal cut the wait short: an empty iteration, as if the timeout had passed.
-            return if err.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(err) };
-        }
-        // SAFETY: epoll_wait initialized the first `count` entries (count <= capacity).
-        unsafe { events.list.set_len(count as usize) };
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        // SAFETY: the kernel initialized the first `count` entries (count <= capacity).
+        unsafe { events.list.set_len(count) };
         if events.list.iter().any(|event| event.u64 == WAKE_KEY as u64) {
             self.drain_wake();
         }
         Ok(())
+    }
+
+    /// Waits into the spare room of `list` (empty); returns how many entries the kernel wrote.
+    fn epoll_wait(&self, list: &mut Vec<libc::epoll_event>, timeout: Option<Duration>) -> io::Result<usize> {
+        let (epoll, room, capacity) =
+            (self.registry.as_raw_fd(), list.as_mut_ptr(), list.capacity() as libc::c_int);
+        if !self.millisecond_waits.load(Ordering::Relaxed) {
+            let timespec = timeout.map(|timeout| libc::timespec {
+                tv_sec: timeout.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+                tv_nsec: timeout.subsec_nanos() as libc::c_long,
+            });
+            let timespec_ptr =
+                timespec.as_ref().map_or(std::ptr::null(), |timespec| timespec as *const libc::timespec);
+            // SAFETY: the kernel writes at most `capacity` entries to `room`, the spare capacity
+            // of `list`, and only reads `timespec` (alive until the call returns, or null for no
+            // timeout); no signal mask is passed. The raw syscall needs no glibc 2.35.
+            let count = unsafe {
+                libc::syscall(
+                    libc::SYS_epoll_pwait2,
+                    epoll,
+                    room,
+                    capacity,
+                    timespec_ptr,
+                    std::ptr::null::<libc::sigset_t>(),
+                    0,
+                )
+            };
+            if count >= 0 {
+                return Ok(count as usize);
+            }
+            let err = io::Error::last_os_error();
+            if !matches!(err.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
+                return Err(err);
+            }
+            self.millisecond_waits.store(true, Ordering::Relaxed);
+        }
+        // SAFETY: as above, with the timeout passed by value.
+        let count = unsafe { libc::epoll_wait(epoll, room, capacity, millisecond_timeout(timeout)) };
+        if count < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(count as usize)
+        }
     }
 
     /// Empties the wake-up eventfd, then lets the next `notify` ring it again. In this order, a
@@ -257,7 +295,21 @@ mod tests {
 
     #[test]
     fn readiness_carries_the_key_and_direction() {
+        readiness_is_reported(Poller::new().unwrap());
+    }
+
+    #[test]
+    fn the_millisecond_fallback_waits_and_reports_alike() {
         let poller = Poller::new().unwrap();
+        poller.millisecond_waits.store(true, Ordering::Relaxed);
+        let mut events = Events::new();
+        let started = Instant::now();
+        poller.wait(&mut events, Some(Duration::from_micros(2500))).unwrap();
+        assert!(started.elapsed() >= Duration::from_micros(2500), "woke before its timeout");
+        readiness_is_reported(poller);
+    }
+
+    fn readiness_is_reported(poller: Poller) {
         let (ours, mut theirs) = UnixStream::pair().unwrap();
         poller.watch(ours.as_raw_fd(), 7, READABLE, Trigger::Level).unwrap();
         let mut events = Events::new();
