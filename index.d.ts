@@ -306,7 +306,9 @@ export declare class SocketContext {
    */
   onOpen(handler: (socket: Socket, isClient: boolean, remoteAddress: string) => void): this
   /**
-   * Bytes arrived (TLS: decrypted), in order; never an empty Buffer. The Buffer belongs to JS and may be kept; it
+   * Bytes arrived (TLS: decrypted), in order; never an empty Buffer. Its bounds are not the
+   * peer's write boundaries: what the loop read from the socket in one iteration comes as one
+   * Buffer (for TLS, all the records it decrypted). The Buffer belongs to JS and may be kept; it
    * is a view into the memory of the event batch it came in (up to `maxPendingBytes`), which
    * stays allocated while any such view is referenced: copy small parts you keep for long.
    */
