@@ -119,7 +119,8 @@ impl Batch {
         let record = self.words.get(start..start + WORDS_PER_EVENT)?;
         let length = record[3] as usize;
         let is_last = start + WORDS_PER_EVENT + length.div_ceil(4) == self.words.len();
-        let fits = u32::try_from(length + more).is_ok();
+        // index.js pads a length to words as `(length + 3) >>> 2`, in 32 bits.
+        let fits = length + more <= u32::MAX as usize - 3;
         (record[..3] == [EventKind::Data as u32, index, stamp] && is_last && fits).then_some(start)
     }
 
@@ -181,6 +182,12 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.words.is_empty()
+    }
+
+    /// Whether the batch is large enough to be queued for JavaScript on its own (and so costly
+    /// to grow: a grow copies it all).
+    pub fn is_bulk(&self) -> bool {
+        self.bytes() >= SEPARATE_BATCH_BYTES
     }
 
     /// Payload bytes a `push_received` can take without growing the batch (a grow copies it).
@@ -284,13 +291,13 @@ impl Delivery {
         events.last_seq = seq;
         self.undelivered_bytes.fetch_add(events.bytes(), Ordering::SeqCst);
         let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if events.bytes() >= SEPARATE_BATCH_BYTES {
+        if events.is_bulk() {
             let batch = events.split_off();
             pending.batches.push_back(batch);
         } else {
             match pending.batches.back_mut() {
                 // Not onto a large batch, which may be full: growing it would copy it all.
-                Some(last) if last.bytes() < SEPARATE_BATCH_BYTES => last.extend_from(events),
+                Some(last) if !last.is_bulk() => last.extend_from(events),
                 _ => {
                     let mut batch = Batch::default();
                     batch.extend_from(events);
@@ -382,6 +389,31 @@ mod tests {
         // A stale stamp (the slot was reused) starts a record of its own.
         batch.push_data(3, 10, b"z");
         assert_eq!(batch.words()[18..22], [EventKind::Data as u32, 3, 10, 1]);
+        // Records appended from another batch end it now: nothing joins across them.
+        let mut other = Batch::default();
+        other.push(EventKind::End, 4, 1, 0);
+        batch.extend_from(&other);
+        batch.push_data(3, 10, b"w");
+        assert_eq!(batch.words()[23..27], [EventKind::End as u32, 4, 1, 0]);
+        assert_eq!(batch.words()[27..31], [EventKind::Data as u32, 3, 10, 1]);
+    }
+
+    #[test]
+    fn a_read_of_the_spare_room_does_not_grow_the_batch() {
+        let mut batch = Batch::default();
+        batch.reserve_payload(10);
+        assert!(batch.words.capacity() >= RETAINED_BATCH_WORDS, "an empty batch gets a full allocation");
+        batch.push(EventKind::Writable, 1, 1, 0);
+        let (capacity, spare) = (batch.words.capacity(), batch.spare_payload_bytes());
+        let received = batch
+            .push_received(2, 1, spare, |words| {
+                words.resize(words.len() + spare / 4, 7);
+                Ok(spare)
+            })
+            .unwrap();
+        assert_eq!(received, spare);
+        assert_eq!(batch.words.capacity(), capacity, "the batch grew");
+        assert_eq!(batch.spare_payload_bytes(), 0);
     }
 
     #[test]
@@ -398,6 +430,10 @@ mod tests {
         };
         let mut batch = Batch::default();
         batch.push_received(5, 2, 64, receive(b"abcd")).unwrap();
+        // A failed read that would have joined leaves the record as it was.
+        let before = batch.words().to_vec();
+        batch.push_received(5, 2, 64, |_| Err(std::io::ErrorKind::ConnectionReset.into())).unwrap_err();
+        assert_eq!(batch.words(), before);
         batch.push_received(5, 2, 64, receive(b"efg")).unwrap();
         // Not whole words any more: the next read gets a record of its own.
         batch.push_received(5, 2, 64, receive(b"hi")).unwrap();

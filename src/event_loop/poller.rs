@@ -106,6 +106,14 @@ unsafe fn borrow_open_fd(fd: RawFd) -> BorrowedFd<'static> {
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
+/// The kernel's `struct __kernel_timespec`, which `epoll_pwait2` takes: 64-bit fields on every
+/// architecture (glibc's `timespec` is 32-bit on some).
+#[repr(C)]
+struct KernelTimespec {
+    seconds: i64,
+    nanoseconds: i64,
+}
+
 fn millisecond_timeout(timeout: Option<Duration>) -> libc::c_int {
     match timeout {
         None => -1,
@@ -157,9 +165,8 @@ impl Poller {
         self.registry.delete(fd)
     }
 
-    /// Waits until a registered descriptor is ready, `notify` is called, or `timeout` passes
-    /// (rounded up to whole milliseconds), and replaces `events` with what was ready. Only the
-    /// loop thread waits.
+    /// Waits until a registered descriptor is ready, `notify` is called, or `timeout` passes,
+    /// and replaces `events` with what was ready. Only the loop thread waits.
     pub fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
         events.list.clear();
         let count = match self.epoll_wait(&mut events.list, timeout) {
@@ -181,12 +188,12 @@ impl Poller {
         let (epoll, room, capacity) =
             (self.registry.as_raw_fd(), list.as_mut_ptr(), list.capacity() as libc::c_int);
         if !self.millisecond_waits.load(Ordering::Relaxed) {
-            let timespec = timeout.map(|timeout| libc::timespec {
-                tv_sec: timeout.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
-                tv_nsec: timeout.subsec_nanos() as libc::c_long,
+            let timespec = timeout.map(|timeout| KernelTimespec {
+                seconds: timeout.as_secs().min(i64::MAX as u64) as i64,
+                nanoseconds: i64::from(timeout.subsec_nanos()),
             });
             let timespec_ptr =
-                timespec.as_ref().map_or(std::ptr::null(), |timespec| timespec as *const libc::timespec);
+                timespec.as_ref().map_or(std::ptr::null(), |timespec| timespec as *const KernelTimespec);
             // SAFETY: the kernel writes at most `capacity` entries to `room`, the spare capacity
             // of `list`, and only reads `timespec` (alive until the call returns, or null for no
             // timeout); no signal mask is passed. The raw syscall needs no glibc 2.35.
@@ -283,6 +290,14 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5), "notify did not end the wait");
         assert_eq!(events.iter().count(), 0);
         waker.join().unwrap();
+        // Two notifies between waits write once.
+        poller.notify().unwrap();
+        poller.notify().unwrap();
+        let mut counter = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into `counter`, which outlives the call.
+        let read = unsafe { libc::read(poller.wake.as_raw_fd(), counter.as_mut_ptr().cast(), counter.len()) };
+        assert_eq!((read, u64::from_ne_bytes(counter)), (8, 1), "the second notify wrote again");
+        poller.rung.store(false, Ordering::SeqCst);
         // Drained: the next wait sleeps its timeout out, and a later notify rings again.
         let started = Instant::now();
         poller.wait(&mut events, Some(Duration::from_millis(20))).unwrap();

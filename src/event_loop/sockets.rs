@@ -55,6 +55,10 @@ const HANDSHAKE_TIMEOUT_STAMP: u32 = 0;
 const TLS_OUTPUT_WINDOW: usize = 256 * 1024;
 /// TLS: plaintext encrypted per step (rustls cuts it into records of 16 KiB).
 const TLS_ENCRYPT_CHUNK: usize = 64 * 1024;
+/// How much more plaintext than ciphertext one TLS read can yield: the rest of a record whose
+/// beginning an earlier read left with the session (records hold at most 16 KiB of plaintext),
+/// and the header of its Data record.
+const TLS_RECORD_MARGIN: usize = 16 * 1024 + 256;
 
 // Bits of `SocketIo::flags`.
 /// JavaScript asked for a FIN (sent once the send buffer is empty).
@@ -864,14 +868,17 @@ impl LoopThread {
                 return;
             }
             // Reading no more than the credit left keeps undelivered bytes within the limit
-            // (give or take one small read).
-            let mut room = credit.clamp(MIN_READ_BYTES, self.recv_buffer.len());
-            if !self.events.is_empty() {
-                // No read that the batch would have to grow for: growing copies the whole
-                // batch (decrypted records take no more room than their ciphertext). What stays
-                // in the socket is read into the next iteration's batch (the poller reports the
-                // socket again: level-triggered).
-                room = room.min(self.events.spare_payload_bytes());
+            // (give or take one small read). Whole words, so that a full read leaves the
+            // socket's Data record open for the next one to join.
+            let mut room = credit.clamp(MIN_READ_BYTES, self.recv_buffer.len()) & !3;
+            if self.events.is_bulk() {
+                // No read that a bulk batch would have to grow for: growing copies all of it.
+                // (A TLS read may complete a record held from the previous one, so its
+                // plaintext can exceed its ciphertext by up to a record.) What stays in the
+                // socket is read into the next iteration's batch: the poller reports the socket
+                // again (level-triggered).
+                let margin = if tls { TLS_RECORD_MARGIN } else { 0 };
+                room = room.min(self.events.spare_payload_bytes().saturating_sub(margin) & !3);
                 if room < MIN_READ_BYTES {
                     return;
                 }
@@ -893,8 +900,8 @@ impl LoopThread {
                 Ok(n) => {
                     read += n;
                     if tls {
-                        // The plaintext, at most as long as its ciphertext, lands in the batch.
-                        self.events.reserve_payload(n);
+                        // The plaintext lands in the batch (see `TLS_RECORD_MARGIN`).
+                        self.events.reserve_payload(n + TLS_RECORD_MARGIN);
                         let buffer = std::mem::take(&mut self.recv_buffer);
                         let still_reading = self.tls_receive(id, &buffer[..n]);
                         self.recv_buffer = buffer;
