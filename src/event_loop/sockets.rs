@@ -867,6 +867,12 @@ impl LoopThread {
                 self.throttle(id);
                 return;
             }
+            if read > 0 && credit < MIN_READ_BYTES {
+                // The first read of an iteration may exceed a little credit (progress stays
+                // cheap); the ones that join it may not, so one onData never carries more than
+                // maxPendingBytes. The rest waits for the next iteration.
+                return;
+            }
             // Reading no more than the credit left keeps undelivered bytes within the limit
             // (give or take one small read). Whole words, so that a full read leaves the
             // socket's Data record open for the next one to join.
