@@ -229,12 +229,14 @@ impl Poller {
     /// Empties the wake-up eventfd, then lets the next `notify` ring it again. In this order, a
     /// `notify` racing with the drain either rings again or finds `rung` still set, and then its
     /// caller's command (queued before it notified) is seen by the iteration about to run.
-    fn drain_wake(&self) {
+    /// Returns how many times it was written to (0 if it already was empty).
+    fn drain_wake(&self) -> u64 {
         let mut counter = [0u8; 8];
         // SAFETY: reads at most 8 bytes into `counter`, which outlives the call. EAGAIN (already
-        // drained) is harmless.
+        // drained) is harmless and leaves the counter 0.
         unsafe { libc::read(self.wake.as_raw_fd(), counter.as_mut_ptr().cast(), counter.len()) };
         self.rung.store(false, Ordering::SeqCst);
+        u64::from_ne_bytes(counter)
     }
 
     /// Wakes a `wait` in progress, or makes the next one return at once. Coalesced: only the
@@ -293,11 +295,7 @@ mod tests {
         // Two notifies between waits write once.
         poller.notify().unwrap();
         poller.notify().unwrap();
-        let mut counter = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into `counter`, which outlives the call.
-        let read = unsafe { libc::read(poller.wake.as_raw_fd(), counter.as_mut_ptr().cast(), counter.len()) };
-        assert_eq!((read, u64::from_ne_bytes(counter)), (8, 1), "the second notify wrote again");
-        poller.rung.store(false, Ordering::SeqCst);
+        assert_eq!(poller.drain_wake(), 1, "the second notify wrote again");
         // Drained: the next wait sleeps its timeout out, and a later notify rings again.
         let started = Instant::now();
         poller.wait(&mut events, Some(Duration::from_millis(20))).unwrap();
