@@ -282,6 +282,8 @@ test('re-entrant closes from inside handlers: loop.close() in onData, context.cl
   // listener.close() and socket.close() inside onOpen; socket.close() and context.close() inside onConnectError.
   {
     const { ctx } = newContext(t)
+    // Listening before the handlers exist: onOpen may run before the connect's promise settles.
+    const listener = ctx.listen('127.0.0.1', 0)
     const tracker = new Tracker(ctx, {
       open(socket) {
         listener.close()
@@ -292,7 +294,7 @@ test('re-entrant closes from inside handlers: loop.close() in onData, context.cl
         ctx.close()
       },
     })
-    const { listener } = await listenAndConnect(t, ctx)
+    await nodeConnect(t, listener.port)
     await tracker.wait('close')
     t.true(listener.isClosed)
     const socket = ctx.connect('127.0.0.1', refused)
