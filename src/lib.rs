@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod event_loop;
+pub mod net;
 pub mod sys;
 pub mod tls;
 

@@ -18,7 +18,8 @@ use napi::{Env, Status};
 use napi_derive::napi;
 
 use crate::error::Error;
-use crate::event_loop::{ClientTls, ConnectTarget, EventLoop, JsSide, LoopConfig, SlotId, SocketTimeout};
+use crate::event_loop::{EventLoop, JsSide, LoopConfig, SlotId};
+use crate::net::{ClientTls, ConnectTarget, ListenOptions, SocketTimeout};
 use crate::tls::{ConfigError, MinVersion, TlsContext, TlsFailure, TlsOptions};
 
 /// The string `code` a JavaScript error carries (`'EPERM'`, `'ERR_LOOP_CLOSED'`, ...).
@@ -405,7 +406,8 @@ impl LoopCore {
     ) -> Result<f64> {
         let tls = tls.map(TlsContextCore::server).transpose()?;
         let addr = listen_address(host, port as u16)?;
-        let id = self.running()?.listen(&mut self.js.borrow_mut(), addr, exclusive, tls).map_err(js_error)?;
+        let options = ListenOptions { exclusive };
+        let id = self.running()?.listen(&mut self.js.borrow_mut(), addr, options, tls).map_err(js_error)?;
         Ok(id.pack() as f64)
     }
 

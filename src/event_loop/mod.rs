@@ -1,20 +1,27 @@
-//! The event loop core: one native thread per loop, owning a poller (`polling` + epoll), the handle
-//! table, the timer queue and the batch of events bound for JavaScript.
+//! The event loop core: one native thread per loop (`thread.rs`), which owns the poller, the
+//! drivers of each handle kind (timers, polls, and the sockets of [`crate::net`]) and the batch
+//! of events bound for JavaScript.
 //!
 //! Other threads (the JavaScript thread) talk to it through an [`EventLoop`]: they queue
-//! commands and `notify()` the poller; they never touch the handle table. Two things happen on
+//! commands and `notify()` the poller; they never touch the drivers' state. Two things happen on
 //! the calling thread because their errors must be reported synchronously: slot allocation and
 //! poll registration (epoll allows registering while another thread waits).
+//!
+//! Layers, each using only those before it: `slots`, `batch`, `poller`, `timers` (the queue),
+//! `timeouts` and `services` (what the loop lends a driver); the drivers (`timers`, `polls`,
+//! `crate::net`); `thread` (routing), which nothing else imports.
 
-mod batch;
-mod poller;
-mod slots;
-mod sockets;
+pub(crate) mod batch;
+pub(crate) mod poller;
+mod polls;
+pub(crate) mod services;
+pub(crate) mod slots;
+mod thread;
+pub(crate) mod timeouts;
 mod timers;
 
-use std::collections::{HashSet, VecDeque};
-use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, RawFd};
+use std::collections::HashSet;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -22,16 +29,15 @@ use std::time::{Duration, Instant};
 
 pub use batch::{Batch, EventKind, EVENT_BYTES, OPENED_BY_CONNECT, TIMER_FINAL, WORDS_PER_EVENT};
 pub use slots::SlotId;
-pub use sockets::{ClientTls, ConnectTarget, SocketTimeout};
+pub use timeouts::TIMEOUT_GRANULARITY;
 
 use crate::error::{Error, Result};
+use crate::net::{ListenerIo, SocketCommand, SocketIo};
 use crate::sys;
-use crate::tls::{TlsContext, TlsInfo};
 use batch::{Delivery, Taken};
 use poller::{Poller, Trigger};
 use slots::{Slab, SlotAllocator};
-use sockets::{ListenerIo, ListenerState, SocketCommand, SocketIo, SocketState};
-use timers::TimerQueue;
+use thread::LoopThread;
 
 /// Poll interest and readiness bits, as in the JavaScript API.
 pub const READABLE: u32 = 1;
@@ -60,7 +66,7 @@ pub type Doorbell = Box<dyn FnMut() + Send>;
 
 /// Requests from other threads, applied by the loop thread in the order they were queued.
 #[derive(Debug)]
-enum Command {
+pub(crate) enum Command {
     ArmTimer {
         id: SlotId,
         stamp: u32,
@@ -89,32 +95,33 @@ enum Command {
     Release {
         id: SlotId,
     },
-    /// Socket and listener commands (see `sockets.rs`).
+    /// Socket and listener commands (see [`crate::net`]).
     Socket(SocketCommand),
 }
 
+/// What the loop thread and the threads that talk to it share.
 #[derive(Debug)]
-struct Shared {
-    poller: Poller,
-    commands: Mutex<Vec<Command>>,
-    slots: Mutex<SlotAllocator>,
-    delivery: Delivery,
+pub(crate) struct Shared {
+    pub poller: Poller,
+    pub commands: Mutex<Vec<Command>>,
+    pub slots: Mutex<SlotAllocator>,
+    pub delivery: Delivery,
     wakeup_requested: AtomicBool,
     stopping: AtomicBool,
     iteration: AtomicU64,
-    config: LoopConfig,
+    pub config: LoopConfig,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Sockets the loop opened, with the part JavaScript writes through; handed over with the
     /// next batch (before JavaScript can see their `Open` record).
     /// `true` marks sockets opened by a connect (JavaScript may have closed them meanwhile).
-    opened: Mutex<Vec<(SlotId, Arc<SocketIo>, bool)>>,
+    pub opened: Mutex<Vec<(SlotId, Arc<SocketIo>, bool)>>,
     /// The origin of socket timeout ticks.
-    started: Instant,
+    pub started: Instant,
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (every critical section
 /// here is a push, a swap or a counter update).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -122,7 +129,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// for every clone.
 #[derive(Clone, Debug)]
 pub struct EventLoop {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl EventLoop {
@@ -149,14 +156,14 @@ impl EventLoop {
         Ok(EventLoop { shared })
     }
 
-    fn check_open(&self) -> Result<()> {
+    pub(crate) fn check_open(&self) -> Result<()> {
         if self.shared.stopping.load(Ordering::SeqCst) {
             return Err(Error::LoopClosed);
         }
         Ok(())
     }
 
-    fn check_current(&self, id: SlotId) -> Result<()> {
+    pub(crate) fn check_current(&self, id: SlotId) -> Result<()> {
         self.check_open()?;
         if lock(&self.shared.slots).is_current(id) {
             Ok(())
@@ -165,7 +172,7 @@ impl EventLoop {
         }
     }
 
-    fn submit(&self, command: Command) {
+    pub(crate) fn submit(&self, command: Command) {
         lock(&self.shared.commands).push(command);
         // A failed notify means the poller is gone with the loop; nothing is left to wake.
         let _ = self.shared.poller.notify();
@@ -264,223 +271,6 @@ impl EventLoop {
         taken
     }
 
-    /// Listens on `addr`; `exclusive` refuses to share the port (see [`crate::sys::listen_tcp`]).
-    /// With `tls`, accepted connections handshake with it before JavaScript hears of them.
-    pub fn listen(
-        &self,
-        js: &mut JsSide,
-        addr: SocketAddr,
-        exclusive: bool,
-        tls: Option<Arc<TlsContext>>,
-    ) -> Result<SlotId> {
-        self.check_open()?;
-        self.watch_listener(js, sys::listen_tcp(addr, exclusive)?, tls)
-    }
-
-    pub fn listen_unix(
-        &self,
-        js: &mut JsSide,
-        path: &std::path::Path,
-        tls: Option<Arc<TlsContext>>,
-    ) -> Result<SlotId> {
-        self.check_open()?;
-        self.watch_listener(js, sys::listen_unix(path)?, tls)
-    }
-
-    fn watch_listener(
-        &self,
-        js: &mut JsSide,
-        socket: sys::Socket,
-        tls: Option<Arc<TlsContext>>,
-    ) -> Result<SlotId> {
-        let id = self.create_handle()?;
-        let fd = socket.as_raw_fd();
-        let listener = Arc::new(ListenerIo::new(socket, tls));
-        self.submit(Command::Socket(SocketCommand::WatchListener { id, listener: Arc::clone(&listener) }));
-        if let Err(err) = self.shared.poller.watch(fd, id.index as usize, READABLE, Trigger::Level) {
-            self.release(id);
-            return Err(err.into());
-        }
-        js.listeners.insert(id, listener);
-        Ok(id)
-    }
-
-    /// The bound address of a listener (port -1 for Unix sockets), while it is open.
-    pub fn listener_address(&self, js: &JsSide, id: SlotId) -> Option<(String, i32)> {
-        js.listeners.get(id)?.local_address()
-    }
-
-    /// Stops accepting and closes the listening fd before returning, so the port is free.
-    pub fn close_listener(&self, js: &mut JsSide, id: SlotId) {
-        if let Some(listener) = js.listeners.remove(id) {
-            if let Some(socket) = listener.take() {
-                let _ = self.shared.poller.unwatch(socket.as_raw_fd());
-            }
-            self.release(id);
-        }
-    }
-
-    /// Starts connecting a socket whose id the caller created; the outcome is an `Open` (for
-    /// TLS, once the handshake completed) or a `ConnectError` record.
-    pub fn connect(
-        &self,
-        js: &mut JsSide,
-        id: SlotId,
-        target: ConnectTarget,
-        source: Option<IpAddr>,
-        tls: Option<ClientTls>,
-    ) -> Result<()> {
-        self.check_current(id)?;
-        js.connecting.insert(id);
-        self.submit(Command::Socket(SocketCommand::Connect { id, target, source, tls }));
-        Ok(())
-    }
-
-    /// `socket.write`: the bytes the kernel took now. TLS: the bytes queued for the loop to
-    /// encrypt, as many as keep `bufferedAmount` within `high_water_mark`.
-    pub fn write(&self, js: &JsSide, id: SlotId, data: &[u8], more: bool, high_water_mark: usize) -> usize {
-        self.write_parts(js, id, &[data], more, high_water_mark)
-    }
-
-    /// `socket.write2`: both buffers in one writev (TLS: in the same records); the bytes taken.
-    pub fn write2(
-        &self,
-        js: &JsSide,
-        id: SlotId,
-        header: &[u8],
-        payload: &[u8],
-        high_water_mark: usize,
-    ) -> usize {
-        self.write_parts(js, id, &[header, payload], false, high_water_mark)
-    }
-
-    fn write_parts(
-        &self,
-        js: &JsSide,
-        id: SlotId,
-        parts: &[&[u8]],
-        more: bool,
-        high_water_mark: usize,
-    ) -> usize {
-        let Some(io) = js.sockets.get(id) else { return 0 };
-        let written = if io.is_tls() {
-            let (taken, start) = io.queue_plaintext(parts, high_water_mark);
-            if start {
-                self.submit(Command::Socket(SocketCommand::Drain { id }));
-            }
-            taken
-        } else if let [header, payload] = parts {
-            io.write2(header, payload)
-        } else {
-            io.write(parts[0], more)
-        };
-        if written < parts.iter().map(|part| part.len()).sum() {
-            self.submit(Command::Socket(SocketCommand::CheckWritable { id }));
-        }
-        written
-    }
-
-    /// `socket.send`: takes all of `data`, queueing what the kernel does not take now (TLS:
-    /// queueing all of it for the loop to encrypt). Returns the bytes buffered afterwards; at
-    /// `high_water_mark` or more, `Writable` reports the drain.
-    pub fn send(&self, js: &JsSide, id: SlotId, data: &[u8], high_water_mark: usize) -> usize {
-        let Some(io) = js.sockets.get(id) else { return 0 };
-        if !io.is_tls() {
-            let (buffered, start_draining) = io.send(data);
-            if start_draining {
-                self.submit(Command::Socket(SocketCommand::Drain { id }));
-            }
-            return buffered;
-        }
-        let (_, start_draining) = io.queue_plaintext(&[data], usize::MAX);
-        if start_draining {
-            self.submit(Command::Socket(SocketCommand::Drain { id }));
-        }
-        // Read once: the amount that makes JavaScript's `send` return false must be the one
-        // that asks for the drain report (the loop thread changes it meanwhile).
-        let buffered = io.buffered_amount();
-        if buffered >= high_water_mark {
-            self.submit(Command::Socket(SocketCommand::CheckWritable { id }));
-        }
-        buffered
-    }
-
-    /// What the TLS handshake of an open socket settled (None for plain sockets).
-    pub fn tls_info(&self, js: &JsSide, id: SlotId) -> Option<TlsInfo> {
-        js.sockets.get(id)?.tls_info().cloned()
-    }
-
-    /// JavaScript ran `onServerName` for the socket's handshake, which goes on.
-    pub fn server_name_chosen(&self, id: SlotId) {
-        if self.check_current(id).is_ok() {
-            self.submit(Command::Socket(SocketCommand::ServerNameChosen { id }));
-        }
-    }
-
-    pub fn buffered_amount(&self, js: &JsSide, id: SlotId) -> usize {
-        js.sockets.get(id).map_or(0, |io| io.buffered_amount())
-    }
-
-    pub fn shutdown(&self, js: &JsSide, id: SlotId) {
-        if let Some(io) = js.sockets.get(id) {
-            io.shutdown();
-            self.submit(Command::Socket(SocketCommand::Shutdown { id }));
-        }
-    }
-
-    pub fn shutdown_read(&self, js: &JsSide, id: SlotId) {
-        if let Some(io) = js.sockets.get(id) {
-            io.shutdown_read();
-        }
-    }
-
-    pub fn flush(&self, js: &JsSide, id: SlotId) {
-        if let Some(io) = js.sockets.get(id) {
-            io.flush();
-        }
-    }
-
-    /// The socket's fd, or -1 once closed (or while connecting).
-    pub fn socket_fd(&self, js: &JsSide, id: SlotId) -> RawFd {
-        js.sockets.get(id).map_or(-1, |io| io.fd())
-    }
-
-    /// JavaScript closed the socket (or cancelled its connect): writes take nothing from now on,
-    /// and the loop forgets it and frees the slot.
-    pub fn close_socket(&self, js: &mut JsSide, id: SlotId) {
-        js.connecting.remove(&id);
-        if let Some(io) = js.sockets.remove(id) {
-            io.kill();
-        }
-        if self.check_current(id).is_ok() {
-            self.submit(Command::Socket(SocketCommand::CloseSocket { id }));
-        }
-    }
-
-    /// JavaScript dispatched the loop's `Close` or `ConnectError` for the socket: free the slot.
-    pub fn release_socket(&self, js: &mut JsSide, id: SlotId) {
-        js.connecting.remove(&id);
-        js.sockets.remove(id);
-        self.release(id);
-    }
-
-    /// Arms (`Some`) or disarms a socket's timeout (`long`: its long timeout).
-    /// `connecting` says the caller saw the socket still connecting: a connect timeout, ignored
-    /// if the connect has completed by the time the loop applies it. The expiry's record carries
-    /// `stamp`.
-    pub fn set_socket_timeout(&self, id: SlotId, timeout: SocketTimeout) {
-        let SocketTimeout { long, after, connecting, stamp } = timeout;
-        if self.check_current(id).is_ok() {
-            self.submit(Command::Socket(SocketCommand::SetTimeout { id, long, after, connecting, stamp }));
-        }
-    }
-
-    pub fn pause(&self, id: SlotId, paused: bool) {
-        if self.check_current(id).is_ok() {
-            self.submit(Command::Socket(SocketCommand::Pause { id, paused }));
-        }
-    }
-
     /// Stops the loop thread and waits for it. Idempotent; afterwards every method fails with
     /// [`Error::LoopClosed`] or does nothing.
     pub fn stop(&self) {
@@ -504,46 +294,15 @@ impl EventLoop {
     }
 }
 
-#[derive(Debug)]
-struct TimerState {
-    stamp: u32,
-    deadline: Option<Instant>,
-    period: Option<Duration>,
-    /// The sequence number of the iteration that last reported it (0: none since armed).
-    reported_in: u64,
-}
-
-#[derive(Debug)]
-struct PollState {
-    stamp: u32,
-    fd: RawFd,
-    interest: u32,
-    watching: bool,
-    /// Reported and not yet acknowledged: not re-checked or reported again until then.
-    awaiting_ack: bool,
-    /// Queued for a readiness re-check.
-    candidate: bool,
-}
-
-#[derive(Debug)]
-enum Handle {
-    Timer(TimerState),
-    Poll(PollState),
-    Socket(SocketState),
-    Listener(ListenerState),
-}
-
-/// What a loop keeps on the JavaScript thread: the batch being dispatched, and the sockets
-/// JavaScript writes to directly.
 #[derive(Debug, Default)]
 pub struct JsSide {
     batch: Batch,
     /// What acknowledging the batch taken last returns.
     taken: Taken,
-    sockets: Slab<Arc<SocketIo>>,
-    listeners: Slab<Arc<ListenerIo>>,
+    pub(crate) sockets: Slab<Arc<SocketIo>>,
+    pub(crate) listeners: Slab<Arc<ListenerIo>>,
     /// Connects JavaScript started and has not seen open, failed or closed.
-    connecting: HashSet<SlotId>,
+    pub(crate) connecting: HashSet<SlotId>,
 }
 
 impl JsSide {
@@ -562,377 +321,6 @@ impl JsSide {
     /// is unaffected.
     pub fn take_records(&mut self) -> Vec<u32> {
         self.batch.take_words()
-    }
-}
-
-/// Everything only the loop thread touches.
-struct LoopThread {
-    shared: Arc<Shared>,
-    doorbell: Doorbell,
-    handles: Slab<Handle>,
-    timers: TimerQueue,
-    poller_events: poller::Events,
-    /// What the poller reported this iteration, as (key, readable, writable): a copy, so the
-    /// handlers may borrow the loop mutably (reused, never reallocated per iteration).
-    ready: Vec<(usize, bool, bool)>,
-    /// This iteration's events, published at its end.
-    events: Batch,
-    /// The sequence number of the last published iteration.
-    seq: u64,
-    /// Reported polls in report order, with the iteration that reported them.
-    /// Reported polls in report order: id, the iteration that reported them, their stamp then.
-    reported_polls: VecDeque<(SlotId, u64, u32)>,
-    /// Polls whose readiness must be re-checked before they can be reported.
-    poll_candidates: Vec<SlotId>,
-    pollfds: Vec<libc::pollfd>,
-    commands: Vec<Command>,
-    /// Sockets the poller reported readable this iteration, and listeners with connections.
-    io_candidates: Vec<SlotId>,
-    /// Sockets and listeners that stopped watching for input because the loop ran out of credit.
-    throttled: Vec<SlotId>,
-    /// Listeners resting after accept failed for lack of fds, until `listeners_rest_until`.
-    resting_listeners: Vec<SlotId>,
-    listeners_rest_until: Option<Instant>,
-    /// One receive buffer for all sockets: data is copied from it into the batch.
-    recv_buffer: Vec<u8>,
-    socket_timeouts: TimerQueue,
-    long_timeouts: TimerQueue,
-    pending_lookups: VecDeque<(SlotId, String, u16)>,
-    lookups_running: usize,
-}
-
-/// Size of the loop's receive buffer (as uSockets: one large read per readable socket).
-const RECV_BUFFER_BYTES: usize = 512 * 1024;
-
-impl LoopThread {
-    fn new(shared: Arc<Shared>, doorbell: Doorbell) -> LoopThread {
-        LoopThread {
-            shared,
-            doorbell,
-            handles: Slab::default(),
-            timers: TimerQueue::default(),
-            poller_events: poller::Events::new(),
-            ready: Vec::new(),
-            events: Batch::default(),
-            seq: 0,
-            reported_polls: VecDeque::new(),
-            poll_candidates: Vec::new(),
-            pollfds: Vec::new(),
-            commands: Vec::new(),
-            io_candidates: Vec::new(),
-            throttled: Vec::new(),
-            resting_listeners: Vec::new(),
-            listeners_rest_until: None,
-            recv_buffer: vec![0; RECV_BUFFER_BYTES],
-            socket_timeouts: TimerQueue::default(),
-            long_timeouts: TimerQueue::default(),
-            pending_lookups: VecDeque::new(),
-            lookups_running: 0,
-        }
-    }
-
-    fn run(mut self) {
-        sys::prefer_batches();
-        let spin = self.shared.config.spin;
-        let mut spin_until = None;
-        while !self.shared.stopping.load(Ordering::SeqCst) {
-            let mut timeout = self.prepare_wait();
-            if spin_until.is_some_and(|until| Instant::now() < until) {
-                // Let the JavaScript thread run if it shares the core, then look again.
-                std::thread::yield_now();
-                timeout = Some(Duration::ZERO);
-            }
-            if self.shared.poller.wait(&mut self.poller_events, timeout).is_err() {
-                // Only a broken epoll fd fails here (EINTR is an empty iteration); back off
-                // instead of spinning, and keep serving commands and timers.
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            self.shared.iteration.fetch_add(1, Ordering::Relaxed);
-            self.apply_commands();
-            self.collect_ready();
-            self.collect_acknowledged_polls();
-            self.report_polls();
-            self.unthrottle();
-            self.wake_listeners(Instant::now());
-            self.process_io_candidates();
-            self.fire_timers();
-            if self.shared.wakeup_requested.swap(false, Ordering::SeqCst) {
-                self.events.push(EventKind::Wakeup, 0, 0, 0);
-            }
-            if self.publish() && !spin.is_zero() {
-                spin_until = Some(Instant::now() + spin);
-            }
-        }
-        self.unwatch_all();
-    }
-
-    /// The iteration events are stamped with when published.
-    fn current_seq(&self) -> u64 {
-        self.seq + 1
-    }
-
-    /// Bytes of events the loop may still produce before JavaScript acknowledges some.
-    fn credit(&self) -> usize {
-        let held = self.shared.delivery.undelivered_bytes() + self.events.bytes();
-        self.shared.config.max_pending_bytes.saturating_sub(held)
-    }
-
-    fn has_credit(&self) -> bool {
-        self.credit() > 0
-    }
-
-    /// How long the next wait may sleep. When progress depends on JavaScript acknowledging a
-    /// delivery (polls to re-check, or no credit left), the loop asks to be woken for it.
-    fn prepare_wait(&mut self) -> Option<Duration> {
-        let has_credit = self.has_credit();
-        let needs_ack = !self.reported_polls.is_empty() || !has_credit;
-        if needs_ack {
-            self.shared.delivery.await_delivery();
-            let delivered = self.shared.delivery.delivered_seq();
-            let acked_poll = self.reported_polls.front().is_some_and(|&(_, seq, _)| seq <= delivered);
-            if acked_poll || (!has_credit && self.has_credit()) {
-                return Some(Duration::ZERO);
-            }
-        }
-        if !has_credit {
-            // Timers cannot fire without credit; the acknowledgement wakes the loop.
-            return None;
-        }
-        if !self.poll_candidates.is_empty() || !self.throttled.is_empty() {
-            return Some(Duration::ZERO);
-        }
-        [
-            self.timers.next_deadline(),
-            self.socket_timeouts.next_deadline(),
-            self.long_timeouts.next_deadline(),
-            self.listeners_rest_until,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(|deadline| deadline.saturating_duration_since(Instant::now()))
-    }
-
-    fn apply_commands(&mut self) {
-        std::mem::swap(&mut *lock(&self.shared.commands), &mut self.commands);
-        let mut commands = std::mem::take(&mut self.commands);
-        for command in commands.drain(..) {
-            self.apply(command);
-        }
-        self.commands = commands;
-    }
-
-    fn apply(&mut self, command: Command) {
-        match command {
-            Command::ArmTimer { id, stamp, deadline, period } => {
-                if !lock(&self.shared.slots).is_current(id) {
-                    return;
-                }
-                self.disarm(id);
-                self.timers.insert(deadline, id.index);
-                let timer = TimerState { stamp, deadline: Some(deadline), period, reported_in: 0 };
-                self.handles.insert(id, Handle::Timer(timer));
-            }
-            Command::DisarmTimer { id } => self.disarm(id),
-            Command::WatchPoll { id, stamp, fd, interest } => {
-                if !lock(&self.shared.slots).is_current(id) {
-                    return;
-                }
-                let poll =
-                    PollState { stamp, fd, interest, watching: true, awaiting_ack: false, candidate: false };
-                self.handles.insert(id, Handle::Poll(poll));
-            }
-            Command::ChangePoll { id, interest } => {
-                if let Some(Handle::Poll(poll)) = self.handles.get_mut(id) {
-                    poll.interest = interest;
-                    if poll.watching && !poll.awaiting_ack && !poll.candidate {
-                        poll.candidate = true;
-                        self.poll_candidates.push(id);
-                    }
-                }
-            }
-            Command::UnwatchPoll { id } => {
-                if let Some(Handle::Poll(poll)) = self.handles.get_mut(id) {
-                    poll.watching = false;
-                    poll.awaiting_ack = false;
-                }
-            }
-            Command::Release { id } => {
-                self.disarm(id);
-                self.forget_socket(id);
-                if let Some(handle) = self.handles.remove(id) {
-                    self.unwatch(&handle);
-                }
-                lock(&self.shared.slots).release(id);
-            }
-            Command::Socket(command) => self.apply_socket_command(command),
-        }
-    }
-
-    fn disarm(&mut self, id: SlotId) {
-        if let Some(Handle::Timer(timer)) = self.handles.get_mut(id) {
-            if let Some(deadline) = timer.deadline.take() {
-                self.timers.remove(deadline, id.index);
-            }
-        }
-    }
-
-    /// Hands what the poller reported to its handle: polls are queued for a re-check unless
-    /// reported and unacknowledged; sockets and listeners are queued for reading / accepting.
-    fn collect_ready(&mut self) {
-        self.ready.clear();
-        self.ready.extend(self.poller_events.iter().map(|event| (event.key, event.readable, event.writable)));
-        for index in 0..self.ready.len() {
-            let (key, readable, writable) = self.ready[index];
-            match self.handles.get_by_index_mut(key) {
-                Some((id, Handle::Poll(poll))) if poll.watching && !poll.awaiting_ack && !poll.candidate => {
-                    poll.candidate = true;
-                    self.poll_candidates.push(id);
-                }
-                Some((id, Handle::Socket(_))) => self.socket_ready(id, readable, writable),
-                Some((id, Handle::Listener(_))) => self.listener_ready(id),
-                _ => {}
-            }
-        }
-    }
-
-    /// Polls whose report JavaScript has dispatched: re-checked now, reported again if still ready.
-    fn collect_acknowledged_polls(&mut self) {
-        let delivered = self.shared.delivery.delivered_seq();
-        while let Some(&(id, seq, stamp)) = self.reported_polls.front() {
-            if seq > delivered {
-                break;
-            }
-            self.reported_polls.pop_front();
-            let Some(Handle::Poll(poll)) = self.handles.get_mut(id) else { continue };
-            // A poll stopped and started again since this report awaits its new one instead.
-            if poll.stamp != stamp {
-                continue;
-            }
-            if poll.awaiting_ack && poll.watching && !poll.candidate {
-                poll.candidate = true;
-                self.poll_candidates.push(id);
-            }
-            poll.awaiting_ack = false;
-        }
-    }
-
-    /// Re-checks the candidates' readiness in one `poll(2)` and reports the ready ones. Edge
-    /// notifications can be stale (the fd was drained while its callback ran); the re-check
-    /// makes every report true at the time it is made.
-    fn report_polls(&mut self) {
-        if self.poll_candidates.is_empty() || !self.has_credit() {
-            return;
-        }
-        let mut candidates = std::mem::take(&mut self.poll_candidates);
-        candidates
-            .retain(|&id| matches!(self.handles.get(id), Some(Handle::Poll(p)) if p.watching && p.candidate));
-        self.pollfds.clear();
-        for &id in &candidates {
-            if let Some(Handle::Poll(poll)) = self.handles.get(id) {
-                let mut events = 0;
-                if poll.interest & READABLE != 0 {
-                    events |= libc::POLLIN;
-                }
-                if poll.interest & WRITABLE != 0 {
-                    events |= libc::POLLOUT;
-                }
-                self.pollfds.push(libc::pollfd { fd: poll.fd, events, revents: 0 });
-            }
-        }
-        if sys::poll_now(&mut self.pollfds).is_err() {
-            // Cannot happen with a valid array; retry on the next iteration rather than lose them.
-            self.poll_candidates = candidates;
-            return;
-        }
-        let seq = self.current_seq();
-        for (i, &id) in candidates.iter().enumerate() {
-            let revents = self.pollfds[i].revents;
-            let has_credit = self.has_credit();
-            let Some(Handle::Poll(poll)) = self.handles.get_mut(id) else {
-                continue;
-            };
-            let mut ready = 0;
-            if revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
-                // Errors and hang-ups are reported as whatever the poll waits for, as in uSockets:
-                // the callback's next read or write sees the error.
-                ready = poll.interest;
-            }
-            if revents & libc::POLLIN != 0 {
-                ready |= READABLE;
-            }
-            if revents & libc::POLLOUT != 0 {
-                ready |= WRITABLE;
-            }
-            ready &= poll.interest;
-            if ready == 0 {
-                // Not ready after all: the next edge brings it back.
-                poll.candidate = false;
-            } else if has_credit {
-                poll.candidate = false;
-                poll.awaiting_ack = true;
-                self.events.push(EventKind::Poll, id.index, poll.stamp, ready);
-                self.reported_polls.push_back((id, seq, poll.stamp));
-            } else {
-                // Out of credit: keep it for when JavaScript catches up.
-                self.poll_candidates.push(id);
-            }
-        }
-    }
-
-    fn fire_timers(&mut self) {
-        let now = Instant::now();
-        self.fire_socket_timeouts(now);
-        let delivered = self.shared.delivery.delivered_seq();
-        let seq = self.current_seq();
-        while self.has_credit() {
-            let Some((deadline, index)) = self.timers.pop_due(now) else {
-                break;
-            };
-            let Some((_, Handle::Timer(timer))) = self.handles.get_by_index_mut(index as usize) else {
-                continue;
-            };
-            // A repeating timer whose previous expiry JavaScript has not dispatched yet skips
-            // this one: expirations collapse instead of queueing up behind a busy thread.
-            if timer.reported_in <= delivered {
-                let arg = if timer.period.is_some() { 0 } else { TIMER_FINAL };
-                self.events.push(EventKind::Timer, index, timer.stamp, arg);
-                timer.reported_in = seq;
-            }
-            timer.deadline = timer.period.map(|period| timers::next_expiry(deadline, period, now));
-            if let Some(next) = timer.deadline {
-                self.timers.insert(next, index);
-            }
-        }
-    }
-
-    /// Hands the iteration's events over; returns whether there were any.
-    fn publish(&mut self) -> bool {
-        if self.events.is_empty() {
-            return false;
-        }
-        self.seq += 1;
-        if self.shared.delivery.publish(&mut self.events, self.seq) {
-            (self.doorbell)();
-        }
-        true
-    }
-
-    /// Leaves no fd registered once the loop is gone (sockets' fds close with their last owner).
-    fn unwatch_all(&mut self) {
-        let handles: Vec<Handle> = self.handles.drain().collect();
-        for handle in &handles {
-            self.unwatch(handle);
-        }
-    }
-
-    fn unwatch(&self, handle: &Handle) {
-        match handle {
-            Handle::Poll(poll) if poll.watching => {
-                let _ = self.shared.poller.unwatch(poll.fd);
-            }
-            other => self.unwatch_socket(other),
-        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! by taking batches (which acknowledges the previous one).
 
 use super::*;
+use crate::net::{ClientTls, ConnectTarget, ListenOptions};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -319,7 +320,10 @@ fn after_a_delivery_the_loop_spins_only_when_configured() {
 use std::net::{SocketAddr, TcpListener, TcpStream};
 
 fn listen_on_loopback(h: &mut Harness) -> (SlotId, SocketAddr) {
-    let listener = h.event_loop.listen(&mut h.js, "127.0.0.1:0".parse().unwrap(), false, None).unwrap();
+    let listener = h
+        .event_loop
+        .listen(&mut h.js, "127.0.0.1:0".parse().unwrap(), ListenOptions::default(), None)
+        .unwrap();
     let port = h.event_loop.listener_address(&h.js, listener).unwrap().1;
     (listener, SocketAddr::from(([127, 0, 0, 1], port as u16)))
 }
@@ -444,7 +448,7 @@ fn reading_stops_while_javascript_holds_the_credit() {
             let undelivered = h.event_loop.shared.delivery.undelivered_bytes();
             assert!(
                 // The loop may overshoot by its smallest read.
-                undelivered <= max_pending_bytes + super::sockets::MIN_READ_BYTES,
+                undelivered <= max_pending_bytes + crate::net::MIN_READ_BYTES,
                 "{undelivered} bytes undelivered with a limit of {max_pending_bytes}"
             );
         }
@@ -472,8 +476,10 @@ fn tls_pair(h: &mut Harness) -> (SlotId, SlotId) {
         ..TlsOptions::default()
     };
     let server = Arc::new(TlsContext::new(&server).unwrap());
-    let listener =
-        h.event_loop.listen(&mut h.js, "127.0.0.1:0".parse().unwrap(), false, Some(server)).unwrap();
+    let listener = h
+        .event_loop
+        .listen(&mut h.js, "127.0.0.1:0".parse().unwrap(), ListenOptions::default(), Some(server))
+        .unwrap();
     let port = h.event_loop.listener_address(&h.js, listener).unwrap().1 as u16;
     let client = TlsOptions { ca: Some(tls_fixture("ca.pem")), ..TlsOptions::default() };
     let client = ClientTls {

@@ -1,9 +1,16 @@
-//! The loop's timer queue: deadlines in a sorted set, so the next wait timeout is the first
-//! entry and re-arming or disarming removes the old deadline at once (the queue never holds
-//! more entries than there are armed timers).
+//! Timers: the loop's deadline queue ([`TimerQueue`], also under the coarse socket timeouts) and
+//! the timer driver ([`Timers`]), which fires `us_timer`s into the batch.
+//!
+//! Deadlines live in a sorted set, so the next wait timeout is the first entry and re-arming or
+//! disarming removes the old deadline at once (the queue never holds more entries than there are
+//! armed timers).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+
+use super::batch::{EventKind, TIMER_FINAL};
+use super::services::Services;
+use super::slots::{Slab, SlotId};
 
 /// Armed deadlines keyed by `(deadline, slot index)`; a slot has at most one entry.
 #[derive(Debug, Default)]
@@ -40,11 +47,80 @@ impl TimerQueue {
 /// The next expiry of a repeating timer that was due at `deadline` and is handled at `now`:
 /// the first point of its schedule (`deadline + k * period`) after `now`. Expirations missed
 /// while the loop was busy collapse into the one being handled, as with timerfd.
-pub fn next_expiry(deadline: Instant, period: Duration, now: Instant) -> Instant {
+fn next_expiry(deadline: Instant, period: Duration, now: Instant) -> Instant {
     let late = now.saturating_duration_since(deadline).as_nanos();
     let periods = late / period.as_nanos().max(1) + 1;
     let offset = period.as_nanos().saturating_mul(periods);
     deadline + Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX))
+}
+
+#[derive(Debug)]
+struct TimerState {
+    stamp: u32,
+    deadline: Option<Instant>,
+    period: Option<Duration>,
+    /// The sequence number of the iteration that last reported it (0: none since armed).
+    reported_in: u64,
+}
+
+/// The loop's timers (`us_timer`): armed, disarmed and fired on the loop thread.
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    timers: Slab<TimerState>,
+    queue: TimerQueue,
+}
+
+impl Timers {
+    /// Arms the timer `id` (replacing its previous schedule): first at `deadline`, then every
+    /// `period` if given. Its events carry `stamp`.
+    pub fn arm(&mut self, id: SlotId, stamp: u32, deadline: Instant, period: Option<Duration>) {
+        self.disarm(id);
+        self.queue.insert(deadline, id.index);
+        self.timers.insert(id, TimerState { stamp, deadline: Some(deadline), period, reported_in: 0 });
+    }
+
+    pub fn disarm(&mut self, id: SlotId) {
+        if let Some(timer) = self.timers.get_mut(id) {
+            if let Some(deadline) = timer.deadline.take() {
+                self.queue.remove(deadline, id.index);
+            }
+        }
+    }
+
+    /// Forgets the timer (its slot is being freed).
+    pub fn release(&mut self, id: SlotId) {
+        self.disarm(id);
+        self.timers.remove(id);
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.queue.next_deadline()
+    }
+
+    /// Reports the timers due at `now`, while there is credit.
+    pub fn fire(&mut self, services: &mut Services, now: Instant) {
+        let delivered = services.delivered_seq();
+        let seq = services.current_seq();
+        while services.has_credit() {
+            let Some((deadline, index)) = self.queue.pop_due(now) else {
+                break;
+            };
+            let Some((_, timer)) = self.timers.get_by_index_mut(index as usize) else {
+                continue;
+            };
+            // A repeating timer whose previous expiry JavaScript has not dispatched yet skips
+            // this one: expirations collapse instead of queueing up behind a busy thread.
+            if timer.reported_in <= delivered {
+                let arg = if timer.period.is_some() { 0 } else { TIMER_FINAL };
+                services.events.push(EventKind::Timer, index, timer.stamp, arg);
+                timer.reported_in = seq;
+            }
+            timer.deadline = timer.period.map(|period| next_expiry(deadline, period, now));
+            if let Some(next) = timer.deadline {
+                self.queue.insert(next, index);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

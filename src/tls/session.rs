@@ -110,6 +110,12 @@ impl TlsSession {
         self.opened
     }
 
+    /// A server waiting for JavaScript to choose the configuration of the name the client asked
+    /// for ([`Progress::NeedsName`], until [`TlsSession::name_chosen`]).
+    pub fn is_choosing_name(&self) -> bool {
+        matches!(self.state, State::ChoosingName(_))
+    }
+
     /// Feeds ciphertext from the peer; plaintext goes to `plaintext` (never empty chunks), in
     /// order. `input` is advanced past what was consumed. A failure leaves the alert for the
     /// peer in the output; the session is then dead.

@@ -1,0 +1,149 @@
+//! Listening sockets: the part JavaScript closes synchronously ([`ListenerIo`]), how listening
+//! is configured ([`ListenOptions`]), and accepting on the loop thread, which hands each new
+//! connection to its pre-open stage ([`Stream::begin_accepted`]).
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::io::SocketIo;
+use super::stream::Stream;
+use super::Net;
+use crate::event_loop::poller::{Poller, Trigger};
+use crate::event_loop::services::Services;
+use crate::event_loop::{lock, SlotId, READABLE};
+use crate::sys::{self, Socket};
+use crate::tls::TlsContext;
+
+/// How long a listener that could not accept (out of fds) rests before it tries again.
+const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// Most connections accepted from one listener per loop iteration.
+const ACCEPTS_PER_ITERATION: usize = 128;
+
+/// How a TCP listener binds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListenOptions {
+    /// Refuse to share the port (no SO_REUSEPORT), as `LISTEN_EXCLUSIVE_PORT`.
+    pub exclusive: bool,
+}
+
+/// A listening socket, shared so that JavaScript can close it synchronously (the port is free
+/// when `close()` returns) while the loop thread accepts from it.
+#[derive(Debug)]
+pub struct ListenerIo {
+    socket: Mutex<Option<Socket>>,
+    /// TLS listeners: the configuration accepted connections handshake with.
+    tls: Option<Arc<TlsContext>>,
+    /// The local address of every accepted connection, when the listener's own tells it (an
+    /// address that is not a wildcard, or a path), so accepting needs no `getsockname`.
+    accepted_local: Option<(String, i32)>,
+}
+
+impl ListenerIo {
+    pub fn new(socket: Socket, tls: Option<Arc<TlsContext>>) -> ListenerIo {
+        let accepted_local = socket
+            .local_addr()
+            .ok()
+            .filter(|addr| addr.as_socket().is_none_or(|ip| !ip.ip().is_unspecified()))
+            .map(|addr| sys::describe_address(&addr));
+        ListenerIo { socket: Mutex::new(Some(socket)), tls, accepted_local }
+    }
+
+    /// The listening fd, if still open.
+    pub fn fd(&self) -> Option<RawFd> {
+        lock(&self.socket).as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// Takes the socket out (the caller deregisters and closes it); later calls find nothing.
+    pub fn take(&self) -> Option<Socket> {
+        lock(&self.socket).take()
+    }
+
+    /// Changes what the poller reports for the listener, if it is still open. The lock is held
+    /// across the call, so the fd cannot be closed (and its number reused) meanwhile.
+    pub(super) fn rewatch(&self, poller: &Poller, key: usize, interest: u32) {
+        if let Some(socket) = lock(&self.socket).as_ref() {
+            let _ = poller.rewatch(socket.as_raw_fd(), key, interest, Trigger::Level);
+        }
+    }
+
+    pub fn local_address(&self) -> Option<(String, i32)> {
+        let socket = lock(&self.socket);
+        socket.as_ref()?.local_addr().ok().map(|addr| sys::describe_address(&addr))
+    }
+}
+
+/// A listener on the loop thread.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub(super) io: Arc<ListenerIo>,
+    /// Connections are not accepted until the loop has credit again.
+    pub(super) throttled: bool,
+}
+
+impl Net {
+    /// Accepts up to [`ACCEPTS_PER_ITERATION`] connections; the level-triggered poller reports
+    /// the listener again while more wait in the backlog.
+    pub(super) fn accept_connections(&mut self, services: &mut Services, listener_id: SlotId) {
+        let Some(listener) = self.listeners.get(listener_id) else { return };
+        let listener = Arc::clone(&listener.io);
+        let guard = lock(&listener.socket);
+        let Some(listening) = guard.as_ref() else { return };
+        for _ in 0..ACCEPTS_PER_ITERATION {
+            if !services.has_credit() {
+                drop(guard);
+                self.throttle_listener(services, listener_id);
+                return;
+            }
+            let (socket, remote) = match sys::accept(listening) {
+                Ok(Some(connection)) => connection,
+                Ok(None) => break,
+                Err(_) => {
+                    // Out of fds (EMFILE, ENFILE) or memory: the connection waits in the backlog.
+                    // The listener stays readable, so it rests a while instead of spinning.
+                    drop(guard);
+                    self.rest_listener(services, listener_id, &listener);
+                    return;
+                }
+            };
+            let Some(id) = services.slots().allocate() else { continue };
+            let fd = socket.as_raw_fd();
+            if services.poller().watch(fd, id.index as usize, READABLE, Trigger::Level).is_err() {
+                services.slots().release(id);
+                continue;
+            }
+            let io = Arc::new(SocketIo::new(socket, listener.tls.is_some()));
+            let mut stream = Stream::accepted(id, io, listener_id, listener.tls.as_ref());
+            stream.begin_accepted(services, remote, listener.accepted_local.clone());
+            self.streams.insert(id, stream);
+        }
+    }
+
+    /// Stops accepting until the loop has credit again.
+    pub(super) fn throttle_listener(&mut self, services: &mut Services, id: SlotId) {
+        if let Some(listener) = self.listeners.get_mut(id).filter(|listener| !listener.throttled) {
+            listener.throttled = true;
+            listener.io.rewatch(services.poller(), id.index as usize, 0);
+            services.throttled.push(id);
+        }
+    }
+
+    fn rest_listener(&mut self, services: &Services, id: SlotId, listener: &ListenerIo) {
+        listener.rewatch(services.poller(), id.index as usize, 0);
+        self.resting_listeners.push(id);
+        self.listeners_rest_until.get_or_insert(Instant::now() + ACCEPT_RETRY_DELAY);
+    }
+
+    /// Watches resting listeners again once their rest is over.
+    pub(crate) fn wake_listeners(&mut self, services: &Services, now: Instant) {
+        if self.listeners_rest_until.is_none_or(|until| until > now) {
+            return;
+        }
+        self.listeners_rest_until = None;
+        for id in std::mem::take(&mut self.resting_listeners) {
+            if let Some(listener) = self.listeners.get(id).filter(|listener| !listener.throttled) {
+                listener.io.rewatch(services.poller(), id.index as usize, READABLE);
+            }
+        }
+    }
+}
