@@ -1,5 +1,5 @@
 'use strict'
-// Bounded memory under a fast sender and a slow JavaScript consumer (API.md "Bounded memory").
+// Bounded memory under a fast sender and a slow JavaScript consumer (index.d.ts, LoopOptions.maxPendingBytes).
 // Run by __test__/backpressure.spec.ts in its own process, so that RSS numbers are clean.
 //
 // Usage: node test/backpressure.js                      the test (prints one JSON line)

@@ -19,7 +19,7 @@ const { values, positionals } = parseArgs({
 const tls = values.tls
 const port = Number(positionals[0] ?? 0)
 
-// All TLS work happens on the loop thread (API.md): the JS thread sees plaintext only.
+// All TLS work happens on the loop thread (index.d.ts, SocketContext): the JS thread sees plaintext only.
 const options = tls
   ? { tls: { keyFileName: path.join(FIXTURES, 'server.key'), certFileName: path.join(FIXTURES, 'server.pem') } }
   : {}

@@ -103,7 +103,7 @@ fn unregister_from_environment(event_loop: &EventLoop) {
 }
 
 /// Where `listen` binds: null or `''` is every interface, dual-stack; an address is used as it
-/// is; a name is resolved here, synchronously (API.md: pass an address to avoid that).
+/// is; a name is resolved here, synchronously (index.d.ts, `listen`: pass an address to avoid that).
 fn listen_address(host: Option<String>, port: u16) -> Result<SocketAddr> {
     let host = host.unwrap_or_default();
     if host.is_empty() {

@@ -12,6 +12,7 @@
 //! `crate::net`); `thread` (routing), which nothing else imports.
 
 pub(crate) mod batch;
+#[allow(unsafe_code)]
 pub(crate) mod poller;
 mod polls;
 pub(crate) mod services;
@@ -210,7 +211,7 @@ impl EventLoop {
         self.submit(Command::WatchPoll { id, stamp, fd, interest });
         // Edge-triggered: the loop never re-registers a poll after reporting it; it re-checks
         // readiness itself (`sys::poll_now`) before every report.
-        if let Err(err) = self.shared.poller.watch(fd, id.index as usize, interest, Trigger::Edge) {
+        if let Err(err) = self.shared.poller.watch_user_fd(fd, id.index as usize, interest, Trigger::Edge) {
             self.submit(Command::UnwatchPoll { id });
             return Err(err.into());
         }
@@ -219,7 +220,7 @@ impl EventLoop {
 
     pub fn change_poll(&self, id: SlotId, fd: RawFd, interest: u32) -> Result<()> {
         self.check_current(id)?;
-        self.shared.poller.rewatch(fd, id.index as usize, interest, Trigger::Edge)?;
+        self.shared.poller.rewatch_user_fd(fd, id.index as usize, interest, Trigger::Edge)?;
         self.submit(Command::ChangePoll { id, interest });
         Ok(())
     }
@@ -227,7 +228,7 @@ impl EventLoop {
     pub fn stop_poll(&self, id: SlotId, fd: RawFd) -> Result<()> {
         self.check_current(id)?;
         // The fd may already be closed by its owner, which removed it from epoll by itself.
-        let _ = self.shared.poller.unwatch(fd);
+        let _ = self.shared.poller.unwatch_user_fd(fd);
         self.submit(Command::UnwatchPoll { id });
         Ok(())
     }

@@ -11,13 +11,18 @@
 //! kernels, or sandboxes that refuse it, get `epoll_wait` and whole milliseconds rounded up),
 //! and the loop's wake-up is an eventfd of ours, registered level-triggered, read only when it
 //! was rung.
+//!
+//! Descriptors: the loop's own (sockets, listeners) are passed borrowed, so they are open for the
+//! call. A poll's descriptor is a number its user owns; the `*_user_fd` methods take it raw, and
+//! [`borrow_user_fd`] states once what that rests on.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use polling::{Event, PollMode};
+use rustix::event::{eventfd, EventfdFlags};
 
 use super::{READABLE, WRITABLE};
 
@@ -97,13 +102,18 @@ fn interest_event(key: usize, interest: u32) -> Event {
     Event::new(key, interest & READABLE != 0, interest & WRITABLE != 0)
 }
 
-/// Borrows a descriptor that the caller vouches is open.
+/// Runs `register` with a poll's descriptor, which belongs to the poll's user.
 ///
 /// # Safety
-/// `fd` must stay open while the returned value is used (for the duration of one epoll_ctl).
-unsafe fn borrow_open_fd(fd: RawFd) -> BorrowedFd<'static> {
-    // SAFETY: forwarded to the caller.
-    unsafe { BorrowedFd::borrow_raw(fd) }
+/// `fd` must be open during the call. The `Poll` contract (index.d.ts, as with `us_poll`) is
+/// that its user stops the poll before closing the descriptor. A user who closes it first has
+/// made the kernel drop the registration already (epoll forgets a closed descriptor), so the
+/// call fails with EBADF or ENOENT, unless the number was reused meanwhile: then it registers
+/// or deregisters whatever now has that number, which is the documented hazard of polls and
+/// never touches memory. The borrow ends with the call.
+unsafe fn borrow_user_fd<T>(fd: RawFd, register: impl FnOnce(BorrowedFd<'_>) -> T) -> T {
+    // SAFETY: forwarded to the caller; the borrow does not outlive `register`.
+    register(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
 /// The kernel's `struct __kernel_timespec`, which `epoll_pwait2` takes: 64-bit fields on every
@@ -125,13 +135,7 @@ fn millisecond_timeout(timeout: Option<Duration>) -> libc::c_int {
 impl Poller {
     pub fn new() -> io::Result<Poller> {
         let registry = polling::Poller::new()?;
-        // SAFETY: eventfd has no memory arguments; it returns a new descriptor or -1.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just created and nothing else owns it.
-        let wake = unsafe { OwnedFd::from_raw_fd(fd) };
+        let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
         // SAFETY: `wake` is owned by the poller and outlives its registration: the epoll
         // instance (in `registry`) is dropped first, as fields drop in declaration order.
         unsafe { registry.add_with_mode(&wake, Event::readable(WAKE_KEY), PollMode::Level)? };
@@ -139,30 +143,39 @@ impl Poller {
     }
 
     /// Registers `fd` under `key`. Errors and hang-ups are reported whatever the interest.
-    pub fn watch(&self, fd: RawFd, key: usize, interest: u32, trigger: Trigger) -> io::Result<()> {
-        // SAFETY: polling requires the source to be deleted before it is closed. Polls watch
-        // descriptors their user owns, and the Poll contract (index.d.ts) is to stop() before
-        // closing the fd. A user who closes it first only makes the kernel drop the
-        // registration on its own; a later `unwatch` then fails harmlessly.
-        unsafe { self.registry.add_with_mode(fd, interest_event(key, interest), trigger.mode()) }
+    pub fn watch(&self, fd: BorrowedFd<'_>, key: usize, interest: u32, trigger: Trigger) -> io::Result<()> {
+        // SAFETY: polling asks that a source be deleted before it is closed, for the sake of
+        // backends where a registration could outlive its source. The backend here is epoll,
+        // which drops a file from its interest list by itself once the file's last descriptor
+        // is closed; until then (a duplicate held elsewhere) the worst is a spurious readiness
+        // report, which every handler tolerates (its read finds nothing). The loop's own
+        // sockets and listeners are deregistered before their last owner closes them anyway.
+        unsafe { self.registry.add_with_mode(fd.as_raw_fd(), interest_event(key, interest), trigger.mode()) }
     }
 
     /// Changes the interest of a watched descriptor.
-    pub fn rewatch(&self, fd: RawFd, key: usize, interest: u32, trigger: Trigger) -> io::Result<()> {
-        // SAFETY: see `unwatch`: the fd is open while registered, or the caller's documented hazard.
-        let fd = unsafe { borrow_open_fd(fd) };
+    pub fn rewatch(&self, fd: BorrowedFd<'_>, key: usize, interest: u32, trigger: Trigger) -> io::Result<()> {
         self.registry.modify_with_mode(fd, interest_event(key, interest), trigger.mode())
     }
 
-    pub fn unwatch(&self, fd: RawFd) -> io::Result<()> {
-        // SAFETY: `fd` was registered by us. Sockets and listeners stay open while registered:
-        // their owners close them only after this call (under a lock where both threads may
-        // close). A poll's fd belongs to its user, who must stop the poll before closing it
-        // (index.d.ts); one who does not made the kernel drop the registration already, so this
-        // fails with EBADF or ENOENT, unless the number was reused meanwhile: the documented
-        // hazard of polls, as with us_poll.
-        let fd = unsafe { borrow_open_fd(fd) };
+    pub fn unwatch(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
         self.registry.delete(fd)
+    }
+
+    /// [`Poller::watch`] for a poll's descriptor (see [`borrow_user_fd`]).
+    pub fn watch_user_fd(&self, fd: RawFd, key: usize, interest: u32, trigger: Trigger) -> io::Result<()> {
+        // SAFETY: the poll's descriptor, under the contract stated at `borrow_user_fd`.
+        unsafe { borrow_user_fd(fd, |fd| self.watch(fd, key, interest, trigger)) }
+    }
+
+    pub fn rewatch_user_fd(&self, fd: RawFd, key: usize, interest: u32, trigger: Trigger) -> io::Result<()> {
+        // SAFETY: as in `watch_user_fd`.
+        unsafe { borrow_user_fd(fd, |fd| self.rewatch(fd, key, interest, trigger)) }
+    }
+
+    pub fn unwatch_user_fd(&self, fd: RawFd) -> io::Result<()> {
+        // SAFETY: as in `watch_user_fd`.
+        unsafe { borrow_user_fd(fd, |fd| self.unwatch(fd)) }
     }
 
     /// Waits until a registered descriptor is ready, `notify` is called, or `timeout` passes,
@@ -232,9 +245,8 @@ impl Poller {
     /// Returns how many times it was written to (0 if it already was empty).
     fn drain_wake(&self) -> u64 {
         let mut counter = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into `counter`, which outlives the call. EAGAIN (already
-        // drained) is harmless and leaves the counter 0.
-        unsafe { libc::read(self.wake.as_raw_fd(), counter.as_mut_ptr().cast(), counter.len()) };
+        // EAGAIN (already drained) is harmless and leaves the counter 0.
+        let _ = rustix::io::read(&self.wake, &mut counter);
         self.rung.store(false, Ordering::SeqCst);
         u64::from_ne_bytes(counter)
     }
@@ -245,12 +257,9 @@ impl Poller {
         if self.rung.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writes 8 bytes from `one`, which outlives the call.
-        if unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), one.len()) } < 0 {
-            let err = io::Error::last_os_error();
+        if let Err(errno) = rustix::io::write(&self.wake, &1u64.to_ne_bytes()) {
             self.rung.store(false, Ordering::SeqCst);
-            return Err(err);
+            return Err(errno.into());
         }
         Ok(())
     }
@@ -260,6 +269,7 @@ impl Poller {
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
     use std::sync::Arc;
     use std::time::Instant;
@@ -324,7 +334,7 @@ mod tests {
 
     fn readiness_is_reported(poller: Poller) {
         let (ours, mut theirs) = UnixStream::pair().unwrap();
-        poller.watch(ours.as_raw_fd(), 7, READABLE, Trigger::Level).unwrap();
+        poller.watch(ours.as_fd(), 7, READABLE, Trigger::Level).unwrap();
         let mut events = Events::new();
         poller.wait(&mut events, Some(Duration::ZERO)).unwrap();
         assert_eq!(events.iter().count(), 0);
@@ -334,10 +344,10 @@ mod tests {
             events.iter().collect::<Vec<_>>(),
             [Readiness { key: 7, readable: true, writable: false }]
         );
-        poller.rewatch(ours.as_raw_fd(), 7, READABLE | WRITABLE, Trigger::Level).unwrap();
+        poller.rewatch(ours.as_fd(), 7, READABLE | WRITABLE, Trigger::Level).unwrap();
         poller.wait(&mut events, Some(Duration::from_secs(5))).unwrap();
         assert_eq!(events.iter().collect::<Vec<_>>(), [Readiness { key: 7, readable: true, writable: true }]);
-        poller.unwatch(ours.as_raw_fd()).unwrap();
+        poller.unwatch(ours.as_fd()).unwrap();
         poller.wait(&mut events, Some(Duration::ZERO)).unwrap();
         assert_eq!(events.iter().count(), 0);
     }

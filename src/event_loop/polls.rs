@@ -182,7 +182,7 @@ impl Polls {
 
     fn unregister(poll: &PollState, poller: &Poller) {
         if poll.watching {
-            let _ = poller.unwatch(poll.fd);
+            let _ = poller.unwatch_user_fd(poll.fd);
         }
     }
 }

@@ -4,13 +4,12 @@
 //! write is a `send(2)` on the caller's thread, with no thread hop).
 
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, RawFd};
 use std::sync::Arc;
 
 use super::{ClientTls, ConnectTarget, ListenOptions, ListenerIo, SocketCommand, SocketTimeout};
 use crate::error::Result;
-use crate::event_loop::poller::Trigger;
-use crate::event_loop::{Command, EventLoop, JsSide, SlotId, READABLE};
+use crate::event_loop::{Command, EventLoop, JsSide, SlotId};
 use crate::sys;
 use crate::tls::{TlsContext, TlsInfo};
 
@@ -45,10 +44,9 @@ impl EventLoop {
         tls: Option<Arc<TlsContext>>,
     ) -> Result<SlotId> {
         let id = self.create_handle()?;
-        let fd = socket.as_raw_fd();
         let listener = Arc::new(ListenerIo::new(socket, tls));
         self.submit(Command::Socket(SocketCommand::WatchListener { id, listener: Arc::clone(&listener) }));
-        if let Err(err) = self.shared.poller.watch(fd, id.index as usize, READABLE, Trigger::Level) {
+        if let Err(err) = listener.watch(&self.shared.poller, id.index as usize) {
             self.release(id);
             return Err(err.into());
         }
@@ -65,7 +63,7 @@ impl EventLoop {
     pub fn close_listener(&self, js: &mut JsSide, id: SlotId) {
         if let Some(listener) = js.listeners.remove(id) {
             if let Some(socket) = listener.take() {
-                let _ = self.shared.poller.unwatch(socket.as_raw_fd());
+                let _ = self.shared.poller.unwatch(socket.as_fd());
             }
             self.release(id);
         }

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use super::io::{errno_of, SocketIo};
@@ -91,7 +91,7 @@ impl Stream {
             let attempt = sys::connect(&addr, self.source).and_then(|socket| {
                 // Completion (or failure) shows as writability.
                 let key = self.id.index as usize;
-                services.poller().watch(socket.as_raw_fd(), key, WRITABLE, Trigger::Level)?;
+                services.poller().watch(socket.as_fd(), key, WRITABLE, Trigger::Level)?;
                 Ok(socket)
             });
             match attempt {
@@ -116,7 +116,7 @@ impl Stream {
         if let Err(err) = sys::take_error(&io.socket) {
             let remaining = std::mem::take(remaining);
             self.io = None;
-            let _ = services.poller().unwatch(io.fd());
+            let _ = services.poller().unwatch(io.as_fd());
             self.connect_next(services, remaining, Some(errno_of(&err)));
             return;
         }

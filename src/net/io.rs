@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -211,6 +211,12 @@ impl SocketIo {
     /// Makes every later write take nothing (the socket is closed as far as users are concerned).
     pub fn kill(&self) {
         self.set(DEAD);
+    }
+}
+
+impl AsFd for SocketIo {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
     }
 }
 

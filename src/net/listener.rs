@@ -2,7 +2,7 @@
 //! is configured ([`ListenOptions`]), and accepting on the loop thread, which hands each new
 //! connection to its pre-open stage ([`Stream::begin_accepted`]).
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,9 +49,19 @@ impl ListenerIo {
         ListenerIo { socket: Mutex::new(Some(socket)), tls, accepted_local }
     }
 
-    /// The listening fd, if still open.
-    pub fn fd(&self) -> Option<RawFd> {
-        lock(&self.socket).as_ref().map(AsRawFd::as_raw_fd)
+    /// Registers the listener for connections under `key`.
+    pub(super) fn watch(&self, poller: &Poller, key: usize) -> std::io::Result<()> {
+        match lock(&self.socket).as_ref() {
+            Some(socket) => poller.watch(socket.as_fd(), key, READABLE, Trigger::Level),
+            None => Ok(()),
+        }
+    }
+
+    /// Deregisters the listener, if it is still open.
+    pub(super) fn unwatch(&self, poller: &Poller) {
+        if let Some(socket) = lock(&self.socket).as_ref() {
+            let _ = poller.unwatch(socket.as_fd());
+        }
     }
 
     /// Takes the socket out (the caller deregisters and closes it); later calls find nothing.
@@ -63,7 +73,7 @@ impl ListenerIo {
     /// across the call, so the fd cannot be closed (and its number reused) meanwhile.
     pub(super) fn rewatch(&self, poller: &Poller, key: usize, interest: u32) {
         if let Some(socket) = lock(&self.socket).as_ref() {
-            let _ = poller.rewatch(socket.as_raw_fd(), key, interest, Trigger::Level);
+            let _ = poller.rewatch(socket.as_fd(), key, interest, Trigger::Level);
         }
     }
 
@@ -107,8 +117,7 @@ impl Net {
                 }
             };
             let Some(id) = services.slots().allocate() else { continue };
-            let fd = socket.as_raw_fd();
-            if services.poller().watch(fd, id.index as usize, READABLE, Trigger::Level).is_err() {
+            if services.poller().watch(socket.as_fd(), id.index as usize, READABLE, Trigger::Level).is_err() {
                 services.slots().release(id);
                 continue;
             }

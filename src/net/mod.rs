@@ -292,9 +292,7 @@ impl Net {
     pub fn release(&mut self, services: &mut Services, id: SlotId) {
         self.step(id, |stream| stream.forget(services));
         if let Some(listener) = self.listeners.remove(id) {
-            if let Some(fd) = listener.io.fd() {
-                let _ = services.poller().unwatch(fd);
-            }
+            listener.io.unwatch(services.poller());
         }
     }
 
@@ -304,9 +302,7 @@ impl Net {
             stream.unwatch(poller);
         }
         for listener in self.listeners.drain() {
-            if let Some(fd) = listener.io.fd() {
-                let _ = poller.unwatch(fd);
-            }
+            listener.io.unwatch(poller);
         }
     }
 }

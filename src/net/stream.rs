@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::IpAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -190,7 +191,7 @@ impl Stream {
     pub(super) fn sync_interest(&mut self, services: &Services) {
         let wanted = self.wanted_interest();
         let Some(io) = &self.io else { return };
-        let (fd, key) = (io.fd(), self.id.index as usize);
+        let (fd, key) = (io.as_fd(), self.id.index as usize);
         let poller = services.poller();
         if !self.registered {
             // Off the poller after a hang-up: back on once it has something to do.
@@ -378,7 +379,7 @@ impl Stream {
         } else if self.peer_finished {
             let errno = if io.has(FIN_SENT) { 0 } else { libc::ECONNRESET };
             self.close_from_loop(services, errno);
-        } else if self.registered && services.poller().unwatch(io.fd()).is_ok() {
+        } else if self.registered && services.poller().unwatch(io.as_fd()).is_ok() {
             self.registered = false;
         }
     }
@@ -504,7 +505,7 @@ impl Stream {
         services.timeouts.clear(&mut self.timeouts, self.id.index);
         if let Some(io) = self.io.take() {
             io.kill();
-            let _ = services.poller().unwatch(io.fd());
+            let _ = services.poller().unwatch(io.as_fd());
         }
         self.finished = true;
     }
@@ -513,7 +514,7 @@ impl Stream {
     pub(super) fn unwatch(&self, poller: &Poller) {
         if let Some(io) = &self.io {
             io.kill();
-            let _ = poller.unwatch(io.fd());
+            let _ = poller.unwatch(io.as_fd());
         }
     }
 }

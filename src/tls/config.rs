@@ -34,7 +34,7 @@ pub enum MinVersion {
     Tls13,
 }
 
-/// The `tls` options of a context (API.md, "TlsOptions"), already type-checked by `index.js`.
+/// The `tls` options of a context (`TlsOptions` in index.d.ts), already type-checked by `index.js`.
 #[derive(Clone, Debug)]
 pub struct TlsOptions {
     pub key: Option<Vec<u8>>,
