@@ -15,6 +15,7 @@ pub(crate) mod batch;
 #[allow(unsafe_code)]
 pub(crate) mod poller;
 mod polls;
+pub mod records;
 pub(crate) mod services;
 pub(crate) mod slots;
 mod thread;

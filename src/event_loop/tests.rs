@@ -20,24 +20,14 @@ struct Event {
 }
 
 fn parse(words: &[u32]) -> Vec<Event> {
-    let mut events = Vec::new();
-    let mut at = 0;
-    while at < words.len() {
-        let (kind, arg) = (words[at], words[at + 3]);
-        let has_payload = kind == EventKind::Open as u32 || kind == EventKind::Data as u32;
-        let payload_words = if has_payload { (arg as usize).div_ceil(4) } else { 0 };
-        let body = &words[at + WORDS_PER_EVENT..at + WORDS_PER_EVENT + payload_words];
-        let payload =
-            if has_payload { bytemuck::cast_slice::<u32, u8>(body)[..arg as usize].to_vec() } else { vec![] };
-        events.push(Event {
-            kind,
-            id: SlotId { index: words[at + 1], generation: words[at + 2] },
-            arg,
-            payload,
-        });
-        at += WORDS_PER_EVENT + payload_words;
-    }
-    events
+    let records = records::read_records(words).unwrap();
+    let event = |record: records::Record| Event {
+        kind: record.kind,
+        id: SlotId { index: record.index, generation: record.stamp },
+        arg: record.arg,
+        payload: record.payload,
+    };
+    records.into_iter().map(event).collect()
 }
 
 struct Harness {
@@ -524,7 +514,10 @@ fn tls_send_delivers_megabytes_one_way_and_reports_the_drain() {
     // More than the encryption window, to a peer that never writes back.
     let payload: Vec<u8> = (0..3 << 20).map(|i: u32| (i * 7 + i / 4096) as u8).collect();
     let buffered = h.event_loop.send(&h.js, client, &payload, 1 << 16);
-    assert_eq!(buffered, payload.len(), "TLS sends queue everything for the loop thread");
+    // What is still buffered when `send` returns depends on how far the loop thread got
+    // meanwhile (on a loaded machine it can have sent everything): send takes it all, which
+    // the intact delivery below proves.
+    assert!(buffered <= payload.len(), "{buffered} bytes buffered");
     let (received, writable) = receive_tls(&mut h, server, payload.len(), client);
     assert_eq!(received.len(), payload.len());
     assert!(received == payload, "every byte, in order");

@@ -5,6 +5,7 @@
 mod config;
 mod failure;
 mod names;
+pub mod replay;
 mod session;
 
 pub use config::{ConfigError, MinVersion, TlsContext, TlsOptions};

@@ -370,3 +370,147 @@ fn a_chain_verifies_through_its_intermediate() {
         handshake(&server_options("server-rsa.pem", "server-rsa.key"), &client_options(), "localhost");
     assert!(client.opened, "RSA keys work too: {:?}", client.failure);
 }
+
+// --- hostile input, replayed through the session as the loop feeds it (see replay.rs) ---------
+
+/// A deterministic generator for the seeded corpus.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// One mutation of `input`: bit flips, overwritten bytes, truncation, appended garbage, a
+/// changed record or handshake length, a duplicated span.
+fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+    let mut out = input.to_vec();
+    for _ in 0..1 + rng.below(3) {
+        let at = rng.below(out.len());
+        match rng.below(7) {
+            0 => out[at] ^= 1 << rng.below(8),
+            1 => out[at] = rng.next() as u8,
+            2 => out.truncate(at),
+            3 => {
+                let count = 1 + rng.below(64);
+                out.extend(rng.bytes(count))
+            }
+            4 if out.len() >= 5 => out[3..5].copy_from_slice(&(rng.next() as u16).to_be_bytes()),
+            5 if out.len() >= 9 => out[6..9].copy_from_slice(&rng.bytes(3)),
+            _ => {
+                let end = (at + 1 + rng.below(32)).min(out.len());
+                let span = out[at..end].to_vec();
+                out.splice(at..at, span);
+            }
+        }
+        if out.is_empty() {
+            out.push(0x16);
+        }
+    }
+    out
+}
+
+fn server_context() -> Arc<TlsContext> {
+    context(&server_options("server.pem", "server.key"))
+}
+
+#[test]
+fn every_kind_of_garbage_fails_a_server_session_at_once() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let too_long = vec![0x16, 3, 1, 0xff, 0xff];
+    let kinds: [(&str, Vec<u8>); 6] = [
+        ("random bytes", rng.bytes(4096)),
+        ("zeros", vec![0; 4096]),
+        ("plain text", b"hello, this is not TLS\n".to_vec()),
+        ("an HTTP request", b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec()),
+        ("a record of another content type", vec![0x17, 3, 3, 0, 5, 1, 2, 3, 4, 5]),
+        ("a header announcing a record past the maximum", too_long),
+    ];
+    for (what, bytes) in kinds {
+        for seed in 1..8 {
+            let outcome = replay::replay_as_server(&server_context(), &bytes, seed);
+            assert!(outcome.failure.is_some(), "{what} (chunking {seed}) did not fail: {outcome:?}");
+            assert!(!outcome.opened && outcome.plaintext_bytes == 0, "{what}");
+        }
+    }
+}
+
+#[test]
+fn a_seeded_corpus_of_mutated_client_hellos_never_opens_or_panics() {
+    let mut client = Side::new(TlsSession::client(context(&client_options()), name("localhost")).unwrap());
+    let hello = client.take_output();
+    assert_eq!(hello[0], 0x16, "a handshake record");
+    let server = server_context();
+    server.set_asks_for_names(true);
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let (mut failed, mut waiting) = (0, 0);
+    for _ in 0..3000 {
+        let input = mutate(&mut rng, &hello);
+        let outcome = replay::replay_as_server(&server, &input, rng.next() as u32);
+        assert!(
+            !outcome.opened && outcome.plaintext_bytes == 0,
+            "a lone ClientHello cannot open: {outcome:?}"
+        );
+        if outcome.failure.is_some() {
+            failed += 1;
+        } else {
+            waiting += 1;
+        }
+    }
+    // Both ends of the corpus are exercised: mutations that break the hello, and ones (such as
+    // truncations) that only leave the server waiting for more.
+    assert!(failed > 1000 && waiting > 100, "{failed} failed, {waiting} waiting");
+}
+
+#[test]
+fn a_seeded_corpus_of_mutated_records_after_the_handshake_never_panics_or_leaks_forgeries() {
+    let mut rng = Rng(0x5851_f42d_4c95_7f2d);
+    for round in 0..200 {
+        let (mut client, server) =
+            handshake(&server_options("server.pem", "server.key"), &client_options(), "localhost");
+        let length = 1 + rng.below(3000);
+        let plaintext = rng.bytes(length);
+        assert_eq!(client.session.encrypt(&plaintext), plaintext.len());
+        let records = client.take_output();
+        let forged = mutate(&mut rng, &records);
+        let outcome = replay::replay(server.session, &forged, round);
+        // What is delivered is never more than was sent, and a change that breaks a record
+        // fails the session (AEAD) rather than delivering altered bytes.
+        assert!(outcome.plaintext_bytes <= plaintext.len() + 64, "{outcome:?}");
+        if forged.len() >= records.len() && forged[..records.len()] != records[..] {
+            assert!(
+                outcome.failure.is_some() || outcome.plaintext_bytes < plaintext.len(),
+                "a changed record was accepted whole (round {round}): {outcome:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_seeded_corpus_of_mutated_server_flights_never_opens_a_client_or_panics() {
+    let (mut client, mut server) =
+        pair(&server_options("server.pem", "server.key"), &client_options(), "localhost");
+    server.feed(&client.take_output());
+    let flight = server.take_output();
+    assert!(!flight.is_empty());
+    let client_context = context(&client_options());
+    let mut rng = Rng(0x1405_7b7e_f767_814f);
+    for _ in 0..1000 {
+        let input = mutate(&mut rng, &flight);
+        // A new client has another key share, so even an intact flight cannot complete it.
+        let outcome = replay::replay_as_client(&client_context, name("localhost"), &input, rng.next() as u32);
+        assert!(!outcome.opened, "{outcome:?}");
+    }
+}
