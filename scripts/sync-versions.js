@@ -1,7 +1,8 @@
-// Keeps the platform packages in step with the main package: every npm/<platform>/package.json
-// and every optionalDependencies entry gets package.json's version, and there is one platform
-// package per napi target. With --check it changes nothing and fails when anything is out of step
-// (CI runs that). `npm version <bump>` runs it through the `version` script.
+// Keeps the platform packages in step with the main package: every npm/<platform>/package.json and
+// every optionalDependencies entry (package.json's and package-lock.json's) gets package.json's
+// version, and there is one platform package per napi target. With --check it changes nothing and
+// fails when anything is out of step (CI runs that). `npm version <bump>` runs it through the
+// `version` script.
 'use strict'
 const fs = require('node:fs')
 const path = require('node:path')
@@ -39,6 +40,14 @@ if (JSON.stringify(main.optionalDependencies) !== JSON.stringify(optional)) {
   problems.push(`package.json optionalDependencies are not ${JSON.stringify(optional)}`)
   main.optionalDependencies = optional
   if (!check) writeJson(mainFile, main)
+}
+// `npm version` bumps the lockfile's own version but not its copy of the optionalDependencies.
+const lockFile = path.join(root, 'package-lock.json')
+const lock = readJson(lockFile)
+if (JSON.stringify(lock.packages[''].optionalDependencies) !== JSON.stringify(optional)) {
+  problems.push('package-lock.json optionalDependencies differ from package.json')
+  lock.packages[''].optionalDependencies = optional
+  if (!check) writeJson(lockFile, lock)
 }
 
 if (check && problems.length > 0) {
