@@ -21,6 +21,7 @@ export declare class LoopCore {
    * Taking acknowledges the records taken before: their callbacks have run.
    */
   takeBatch(): Uint32Array | null
+  releaseExternalBatch(bytes: number): void
   /** A new handle id (a number below 2^53). */
   createHandle(): number
   releaseHandle(id: number): void
@@ -39,6 +40,11 @@ export declare class LoopCore {
   listenUnix(path: string, tls?: TlsContextCore | undefined | null): number
   /** The port a listener is bound to (-1 for Unix sockets, or once closed). */
   listenerPort(id: number): number
+  /**
+   * Connections the listener closed before `Open` (see `ListenSocket.rejectedConnections`),
+   * -1 once closed.
+   */
+  listenerRejectedConnections(id: number): number
   closeListener(id: number): void
   /** Starts a connect; returns the socket's id at once. `source` must be an IP address. */
   connect(host: string, port: number, source?: string | undefined | null, tls?: TlsContextCore | undefined | null): number

@@ -354,22 +354,28 @@ export declare class SocketContext {
   onServerName(handler: (context: SocketContext, hostname: string) => void): this
   /**
    * Listens on TCP (`us_socket_context_listen`). Synchronous: a host *name* is resolved on the
-   * spot (pass an address to avoid that). `host` null or `''`: all interfaces, dual-stack.
+   * spot (pass an address to avoid that). `host` null or `''`: all interfaces, dual-stack; an
+   * IPv6 address with or without brackets (`'::1'`, `'[::1]'`), as in `connect`.
    * `port` 0: an ephemeral port (read `listenSocket.port`). `options`: `LISTEN_DEFAULT` (0)
    * shares the port with other listeners (SO_REUSEPORT); `LISTEN_EXCLUSIVE_PORT` (1) fails if it
    * is taken. Accepted sockets get `TCP_NODELAY`.
-   * @throws an Error with `code` (`'EADDRINUSE'`, `'EACCES'`, `'ENOTFOUND'`, ...).
+   * @throws a `TypeError` (`'ERR_INVALID_ARG_VALUE'`) for a host with a NUL character (no name
+   * or address has one: refused rather than cut short); an Error with `code` (`'EADDRINUSE'`,
+   * `'EACCES'`, `'ENOTFOUND'`, ...) when binding fails.
    */
   listen(host: string | null | undefined, port: number, options?: number): ListenSocket
   /**
    * Listens on a Unix socket path (`us_socket_context_listen_unix`). A stale socket file at the
-   * path is replaced. TLS contexts serve TLS here too.
+   * path is replaced. TLS contexts serve TLS here too. A path with a NUL character is a
+   * `TypeError` (`'ERR_INVALID_ARG_VALUE'`): Linux's abstract namespace (a leading NUL) is not
+   * supported.
    */
   listenUnix(path: string, options?: number): ListenSocket
   /**
    * Connects (`us_socket_context_connect`): returns a connecting socket at once; `onOpen` or
    * `onConnectError` follows. A host name is resolved off the loop thread and every resolved
    * address is tried in turn; an address (IPv4, or IPv6 with or without brackets) is used as is.
+   * A host (or `sourceHost`) with a NUL character is a `TypeError` (`'ERR_INVALID_ARG_VALUE'`).
    */
   connect(host: string, port: number, options?: ConnectOptions): Socket
   /** Connects to a Unix socket path (TLS: the certificate must be valid for `tls.servername`, default `'localhost'`). */
@@ -425,6 +431,13 @@ export declare class ListenSocket {
   readonly host: string
   readonly context: SocketContext
   readonly isClosed: boolean
+  /**
+   * Connections this listener accepted and closed before `onOpen`, never shown to JavaScript:
+   * bytes that cannot begin a TLS handshake (closed at once, with an alert where TLS has one),
+   * a failed or timed-out handshake, a peer that left during it. Once the listener is closed,
+   * the count it had then.
+   */
+  readonly rejectedConnections: number
   /** Idempotent. */
   close(): void
 }

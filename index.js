@@ -33,6 +33,8 @@ const EVENT_CONNECT_ERROR = 11
 const EVENT_SERVER_NAME = 12
 const TIMER_FINAL = 1
 const OPENED_BY_CONNECT = 0xffffffff
+// Batches this large come as external memory, counted twice (src/binding/mod.rs, take_batch).
+const EXTERNAL_BATCH_BYTES = 64 * 1024
 // How long one delivery dispatches batches before it lets Node's event loop run.
 const DELIVERY_SLICE_MS = 5
 
@@ -79,6 +81,17 @@ function invalidArgType(name, expected, value) {
   const err = new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(value)}`)
   err.code = 'ERR_INVALID_ARG_TYPE'
   return err
+}
+
+function invalidArgValue(name, reason, value) {
+  const err = new TypeError(`The argument '${name}' ${reason}. Received ${describe(value)}`)
+  err.code = 'ERR_INVALID_ARG_VALUE'
+  return err
+}
+
+/** Host names and paths end at a NUL in the C calls below us: one inside is refused, not cut. */
+function validateNoNul(value, name) {
+  if (value.includes('\0')) throw invalidArgValue(name, 'must not contain null bytes', value)
 }
 
 function outOfRange(name, range, value) {
@@ -150,6 +163,7 @@ const MAX_UNIX_PATH_BYTES = 107
 
 function validateUnixPath(path) {
   if (typeof path !== 'string' || path === '') throw invalidArgType('path', 'a non-empty string', path)
+  validateNoNul(path, 'path')
   const bytes = Buffer.byteLength(path)
   if (bytes > MAX_UNIX_PATH_BYTES) throw outOfRange('path', `at most ${MAX_UNIX_PATH_BYTES} bytes long`, `${bytes} bytes`)
 }
@@ -188,6 +202,10 @@ class LoopState {
     this.collected = new FinalizationRegistry((id) => {
       if (!this.closed) this.core.releaseHandle(id)
     })
+    // Large batches are counted twice against V8's external memory, so that dead ones are
+    // collected sooner (src/binding/mod.rs, take_batch); the second count ends with the batch.
+    // (A closed loop's core still works for this: the call touches only V8.)
+    this.externalBatches = new FinalizationRegistry((bytes) => this.core.releaseExternalBatch(bytes))
   }
 
   /**
@@ -202,6 +220,7 @@ class LoopState {
     try {
       let records
       while ((records = core.takeBatch()) !== null) {
+        if (records.byteLength >= EXTERNAL_BATCH_BYTES) this.externalBatches.register(records.buffer, records.byteLength)
         this.dispatch(records)
         if (performance.now() >= yieldAt && !this.closed) {
           // The doorbell rings only once everything pending was taken: come back for the rest.
@@ -780,6 +799,7 @@ class SocketContext {
     if (host !== null && host !== undefined && typeof host !== 'string') {
       throw invalidArgType('host', 'of type string or null', host)
     }
+    if (typeof host === 'string') validateNoNul(host, 'host')
     validateInteger(port, 'port', 0, 65535)
     validateInteger(options, 'options', LISTEN_DEFAULT, LISTEN_EXCLUSIVE_PORT)
     const context = this[kContextState]
@@ -798,11 +818,13 @@ class SocketContext {
 
   connect(host, port, options) {
     if (typeof host !== 'string' || host === '') throw invalidArgType('host', 'a non-empty string', host)
+    validateNoNul(host, 'host')
     validateInteger(port, 'port', 1, 65535)
     const { sourceHost, ext } = validateOptions(options, 'options')
     if (sourceHost !== undefined && sourceHost !== null && typeof sourceHost !== 'string') {
       throw invalidArgType('options.sourceHost', 'of type string', sourceHost)
     }
+    if (typeof sourceHost === 'string') validateNoNul(sourceHost, 'options.sourceHost')
     const context = this[kContextState]
     context.state.checkOpen()
     const id = context.state.core.connect(host, port, sourceHost ?? null, context.tls)
@@ -894,6 +916,7 @@ class ListenSocket {
   #host
   #port
   #closed = false
+  #rejected = 0
 
   /** Listen sockets come from listen() and listenUnix() only. */
   constructor(token) {
@@ -931,9 +954,18 @@ class ListenSocket {
     return this.#closed
   }
 
+  /** Connections accepted and closed before onOpen; kept as it was when the listener closed. */
+  get rejectedConnections() {
+    if (!this.#closed && !this.#context[kContextState].state.closed) {
+      this.#rejected = this.#context[kContextState].state.core.listenerRejectedConnections(this.#id)
+    }
+    return this.#rejected
+  }
+
   /** Stops accepting; the port is free when it returns. Open sockets stay. Idempotent. */
   close() {
     if (this.#closed) return
+    void this.rejectedConnections
     this.#closed = true
     const contextState = this.#context[kContextState]
     contextState.listeners.delete(this)

@@ -1385,21 +1385,43 @@ test('a TCP reset under a TLS connection: onClose with a positive errno and ECON
   t.is(close.args[1]?.code, 'ECONNRESET')
 })
 
-test('garbage (plaintext HTTP) to our TLS server: that connection is closed by the server, never shown to JS; another TLS client keeps working', async (t) => {
+// Bytes that cannot begin a TLS handshake close the connection at once (with an alert where
+// rustls has one), not by the 10 s handshake timeout; they are counted, never shown to JS.
+const GARBAGE: Array<[string, Buffer]> = [
+  // Random, but not starting with 0x16 (a handshake record header would be a slow peer).
+  ['random bytes', Buffer.concat([Buffer.from([0x42]), randomBytes(4095)])],
+  ['zeros', Buffer.alloc(4096)],
+  ['plain text', Buffer.from('hello, is anybody there?\n')],
+  ['an HTTP request', Buffer.from('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n')],
+  ['a record of another content type (application data)', Buffer.from([0x17, 0x03, 0x03, 0x00, 0x05, 1, 2, 3, 4, 5])],
+  ['a handshake header announcing a record over the maximum', Buffer.from([0x16, 0x03, 0x01, 0xff, 0xff])],
+]
+const QUICK_CLOSE_MS = 2000 // the handshake timeout is 10 s
+
+test('garbage to our TLS server (six kinds): each connection closed at once, counted, never shown to JS; another TLS client keeps working', async (t) => {
   const server = tlsServer(t)
   const good = await nodeTlsConnect(t, server.port)
   await roundTrip(good, 'before')
-  const raw = await nodeConnect(t, server.port)
-  const rawClosed = once(raw, 'close')
-  const answer = collect(raw) // reading: a paused node:net socket would never see the end
-  raw.write('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n')
-  await rawClosed
-  // At most a fatal alert record (content type 21), nothing that looks like a handshake.
-  t.true(answer.length() === 0 || answer.bytes()[0] === 0x15, `the server answered ${answer.bytes().toString('hex')}`)
+  for (const [kind, garbage] of GARBAGE) {
+    const raw = await nodeConnect(t, server.port)
+    const rawClosed = once(raw, 'close', QUICK_CLOSE_MS + 1000)
+    const answer = collect(raw) // reading: a paused node:net socket would never see the end
+    const sentAt = performance.now()
+    raw.write(garbage)
+    await rawClosed
+    const closedAfter = performance.now() - sentAt
+    t.true(closedAfter < QUICK_CLOSE_MS, `${kind}: closed after ${closedAfter.toFixed(0)} ms, not at once`)
+    // At most a fatal alert record (content type 21), nothing that looks like a handshake.
+    t.true(answer.length() === 0 || answer.bytes()[0] === 0x15, `${kind}: the server answered ${answer.bytes().toString('hex')}`)
+  }
+  t.is(server.listener.rejectedConnections, GARBAGE.length)
   await roundTrip(good, 'after')
   await roundTrip(await nodeTlsConnect(t, server.port), 'a new client')
   t.is(server.tracker.sockets().length, 2, 'only the two TLS clients were shown to JS')
   t.is(server.tracker.count('close'), 0)
+  t.is(server.listener.rejectedConnections, GARBAGE.length, 'the TLS clients were not counted')
+  server.listener.close()
+  t.is(server.listener.rejectedConnections, GARBAGE.length, 'the count stays readable once closed')
 })
 
 test('garbage after the handshake (a corrupted record): our socket closes with ERR_TLS_DECRYPT (negative code); the server keeps serving', async (t) => {

@@ -102,6 +102,13 @@ fn unregister_from_environment(event_loop: &EventLoop) {
     });
 }
 
+/// An address literal, IPv6 with or without brackets (`::1`, `[::1]`): the same in `listen`
+/// and `connect`.
+fn address_literal(host: &str) -> Option<IpAddr> {
+    let unbracketed = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    unbracketed.parse().ok()
+}
+
 /// Where `listen` binds: null or `''` is every interface, dual-stack; an address is used as it
 /// is; a name is resolved here, synchronously (index.d.ts, `listen`: pass an address to avoid that).
 fn listen_address(host: Option<String>, port: u16) -> Result<SocketAddr> {
@@ -109,7 +116,7 @@ fn listen_address(host: Option<String>, port: u16) -> Result<SocketAddr> {
     if host.is_empty() {
         return Ok(SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), port));
     }
-    if let Ok(ip) = host.parse::<IpAddr>() {
+    if let Some(ip) = address_literal(&host) {
         return Ok(SocketAddr::new(ip, port));
     }
     (host.as_str(), port)
@@ -122,10 +129,9 @@ fn listen_address(host: Option<String>, port: u16) -> Result<SocketAddr> {
 /// A connect target: an address literal is used as it is (IPv6 with or without brackets), a
 /// name is resolved off the loop thread.
 fn connect_target(host: String, port: u16) -> ConnectTarget {
-    let literal = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(&host);
-    match literal.parse::<IpAddr>() {
-        Ok(ip) => ConnectTarget::Addresses(vec![SocketAddr::new(ip, port)]),
-        Err(_) => ConnectTarget::Host(host, port),
+    match address_literal(&host) {
+        Some(ip) => ConnectTarget::Addresses(vec![SocketAddr::new(ip, port)]),
+        None => ConnectTarget::Host(host, port),
     }
 }
 
@@ -327,11 +333,15 @@ impl LoopCore {
         // A large batch (bulk data) is handed over as it is, as external memory that V8 frees
         // with its last view; copying it would cost a zero-fill and a copy per byte. A small one
         // is cheaper to copy than to register with the garbage collector. V8 counts an external
-        // ArrayBuffer's length towards the memory that makes it collect, as it does for its own
-        // Buffers: telling it again (napi_adjust_external_memory) made it collect twice as often
-        // for nothing (-20% CPU per chunk in the stream bench without it, same peak RSS).
+        // ArrayBuffer's length already, but collects only once 64 MiB of it accumulated since the
+        // last full collection: with a slow consumer that is 64 MiB of dead batches on top of
+        // `maxPendingBytes` (backpressure test, 512 MiB at 8 MiB credit: +79 MiB peak RSS).
+        // Counting large batches a second time halves that (+47 MiB) for more frequent
+        // collections of what is mostly a small heap; `index.js` takes the count back when
+        // the batch is collected (`release_external_batch`).
         let records = if js.records().len() >= EXTERNAL_BATCH_WORDS {
             let words = js.take_records();
+            env.adjust_external_memory((words.len() * 4) as i64).map_err(napi_error)?;
             Uint32ArraySlice::from_data(env, words)
         } else {
             let copy = Uint32ArraySlice::copy_from(env, js.records());
@@ -339,6 +349,13 @@ impl LoopCore {
             copy
         };
         records.map(Some).map_err(napi_error)
+    }
+
+    /// A large batch of `bytes` (see `take_batch`) was collected.
+    #[napi]
+    pub fn release_external_batch(&self, env: Env, bytes: f64) -> Result<()> {
+        env.adjust_external_memory(-(bytes as i64)).map_err(napi_error)?;
+        Ok(())
     }
 
     /// A new handle id (a number below 2^53).
@@ -426,6 +443,16 @@ impl LoopCore {
             .as_ref()
             .and_then(|event_loop| event_loop.listener_address(&self.js.borrow(), slot(id)))
             .map_or(-1, |(_, port)| port)
+    }
+
+    /// Connections the listener closed before `Open` (see `ListenSocket.rejectedConnections`),
+    /// -1 once closed.
+    #[napi]
+    pub fn listener_rejected_connections(&self, id: f64) -> f64 {
+        self.event_loop
+            .as_ref()
+            .and_then(|event_loop| event_loop.listener_rejected_connections(&self.js.borrow(), slot(id)))
+            .map_or(-1.0, |count| count as f64)
     }
 
     #[napi]

@@ -544,3 +544,37 @@ fn a_partial_tls_write_reports_writable_once_drained() {
         "close_notify ends the peer"
     );
 }
+
+#[test]
+fn garbage_on_a_tls_listener_closes_at_once_unannounced_and_is_counted() {
+    let mut h = Harness::new();
+    let server = TlsOptions {
+        key: Some(tls_fixture("server.key")),
+        cert: Some(tls_fixture("server.pem")),
+        ..TlsOptions::default()
+    };
+    let server = Arc::new(TlsContext::new(&server).unwrap());
+    let listener = h
+        .event_loop
+        .listen(&mut h.js, "127.0.0.1:0".parse().unwrap(), ListenOptions::default(), Some(server))
+        .unwrap();
+    let port = h.event_loop.listener_address(&h.js, listener).unwrap().1 as u16;
+    assert_eq!(h.event_loop.listener_rejected_connections(&h.js, listener), Some(0));
+    for garbage in [&b"GET / HTTP/1.1\r\n\r\n"[..], &[0; 64], &[0x16, 3, 1, 0xff, 0xff]] {
+        let mut peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        peer.set_read_timeout(Some(2 * SECOND)).unwrap();
+        peer.write_all(garbage).unwrap();
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        // The handshake timeout is 10 s: an end well within 2 s is the quick close.
+        peer.read_to_end(&mut answer).expect("the server ended the connection within 2 s");
+        assert!(started.elapsed() < 2 * SECOND);
+        assert!(answer.is_empty() || answer[0] == 0x15, "at most an alert: {answer:?}");
+    }
+    let events = h.events(Duration::from_millis(100));
+    assert!(
+        events.iter().all(|e| e.kind != EventKind::Open as u32),
+        "garbage is never announced: {events:?}"
+    );
+    assert_eq!(h.event_loop.listener_rejected_connections(&h.js, listener), Some(3));
+}

@@ -59,6 +59,11 @@ impl EventLoop {
         js.listeners.get(id)?.local_address()
     }
 
+    /// How many connections the listener accepted and closed before `Open`, while it is open.
+    pub fn listener_rejected_connections(&self, js: &JsSide, id: SlotId) -> Option<u64> {
+        js.listeners.get(id).map(|listener| listener.rejected_connections())
+    }
+
     /// Stops accepting and closes the listening fd before returning, so the port is free.
     pub fn close_listener(&self, js: &mut JsSide, id: SlotId) {
         if let Some(listener) = js.listeners.remove(id) {

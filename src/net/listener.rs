@@ -3,6 +3,7 @@
 //! connection to its pre-open stage ([`Stream::begin_accepted`]).
 
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,10 @@ pub struct ListenerIo {
     /// The local address of every accepted connection, when the listener's own tells it (an
     /// address that is not a wildcard, or a path), so accepting needs no `getsockname`.
     accepted_local: Option<(String, i32)>,
+    /// Connections it accepted that closed before JavaScript heard of them: garbage or a failed
+    /// TLS handshake, a handshake timeout, a peer that left during the handshake. Shared with
+    /// each such stream, which counts itself when it closes.
+    rejected: Arc<AtomicU64>,
 }
 
 impl ListenerIo {
@@ -46,7 +51,7 @@ impl ListenerIo {
             .ok()
             .filter(|addr| addr.as_socket().is_none_or(|ip| !ip.ip().is_unspecified()))
             .map(|addr| sys::describe_address(&addr));
-        ListenerIo { socket: Mutex::new(Some(socket)), tls, accepted_local }
+        ListenerIo { socket: Mutex::new(Some(socket)), tls, accepted_local, rejected: Arc::default() }
     }
 
     /// Registers the listener for connections under `key`.
@@ -75,6 +80,10 @@ impl ListenerIo {
         if let Some(socket) = lock(&self.socket).as_ref() {
             let _ = poller.rewatch(socket.as_fd(), key, interest, Trigger::Level);
         }
+    }
+
+    pub fn rejected_connections(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
     }
 
     pub fn local_address(&self) -> Option<(String, i32)> {
@@ -122,7 +131,8 @@ impl Net {
                 continue;
             }
             let io = Arc::new(SocketIo::new(socket, listener.tls.is_some()));
-            let mut stream = Stream::accepted(id, io, listener_id, listener.tls.as_ref());
+            let mut stream =
+                Stream::accepted(id, io, listener_id, listener.tls.as_ref(), Arc::clone(&listener.rejected));
             stream.begin_accepted(services, remote, listener.accepted_local.clone());
             self.streams.insert(id, stream);
         }

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +67,8 @@ pub(crate) struct Stream {
     pub(super) client: bool,
     /// The listener that accepted it (its `Open` names it).
     pub(super) listener: Option<SlotId>,
+    /// That listener's count of connections closed before `Open`.
+    rejections: Option<Arc<AtomicU64>>,
     /// A TLS connect's configuration, until the TCP connection opens.
     pub(super) client_tls: Option<ClientTls>,
     pub(super) transport: Transport,
@@ -99,6 +102,7 @@ impl Stream {
             source: None,
             client: true,
             listener: None,
+            rejections: None,
             client_tls: None,
             transport: Transport::Plain,
             announced: false,
@@ -127,10 +131,12 @@ impl Stream {
         io: Arc<SocketIo>,
         listener: SlotId,
         tls: Option<&Arc<TlsContext>>,
+        rejections: Arc<AtomicU64>,
     ) -> Stream {
         let mut stream = Stream::new(id, Phase::Open, Some(io), READABLE);
         stream.client = false;
         stream.listener = Some(listener);
+        stream.rejections = Some(rejections);
         if let Some(context) = tls {
             stream.transport = Transport::Tls(Box::new(TlsSession::server(Arc::clone(context))));
         }
@@ -490,6 +496,9 @@ impl Stream {
         if self.announced {
             services.events.push(EventKind::Close, self.id.index, self.id.generation, errno as u32);
         } else {
+            if let Some(rejections) = &self.rejections {
+                rejections.fetch_add(1, Ordering::Relaxed);
+            }
             services.slots().release(self.id);
         }
     }

@@ -1,0 +1,122 @@
+'use strict'
+// 100,000 garbage inputs to a TLS listener (random bytes, zeros, plain text, an HTTP request, a
+// record of another content type, a header announcing a record past the maximum), 200 at a
+// time from a child process: every one is closed by the server at once (never by the handshake
+// timeout: the slowest close must come far below it), never shown to JavaScript; a real
+// node:tls client is served after every 10,000; the fd count is back at the end. Env:
+// STRESS_GARBAGE (100000).
+
+const { spawn } = require('node:child_process')
+const crypto = require('node:crypto')
+const net = require('node:net')
+const tls = require('node:tls')
+const { Loop, SocketContext } = require('../..')
+const { Report, fixture, percentile, settle, socketFds } = require('./common')
+
+const COUNT = Number(process.env.STRESS_GARBAGE ?? 100000)
+const IN_FLIGHT = 200
+const REAL_CLIENT_EVERY = 10000
+/** Far below the 10 s handshake timeout: a close this late was not "at once". */
+const SLOWEST_CLOSE_MS = 2000
+
+const KINDS = [
+  () => crypto.randomBytes(4096),
+  () => Buffer.alloc(4096),
+  () => Buffer.from('hello, this is not TLS at all\n'),
+  () => Buffer.from('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n'),
+  () => Buffer.from([0x17, 3, 3, 0, 5, 1, 2, 3, 4, 5]),
+  () => Buffer.from([0x16, 3, 1, 0xff, 0xff]),
+]
+
+/** The client side: garbage connections, with a real TLS client every REAL_CLIENT_EVERY. */
+async function runClients(port, count) {
+  const closeMs = []
+  let errors = 0
+  let realServed = 0
+  const garbage = (i) =>
+    new Promise((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => {
+        const sentAt = performance.now()
+        socket.on('close', () => {
+          closeMs.push(performance.now() - sentAt)
+          resolve()
+        })
+        socket.resume()
+        socket.write(KINDS[i % KINDS.length]())
+      })
+      socket.on('error', () => {}) // a reset is a close too
+    })
+  const real = () =>
+    new Promise((resolve, reject) => {
+      const socket = tls.connect({ port, host: '127.0.0.1', servername: 'localhost', ca: fixture('ca.pem') }, () =>
+        socket.write('real'),
+      )
+      socket.once('data', (data) => {
+        if (data.toString() === 'real') realServed++
+        socket.end()
+        resolve()
+      })
+      socket.on('error', reject)
+    })
+  let next = 0
+  const worker = async () => {
+    while (next < count) {
+      const i = next++
+      if (i > 0 && i % REAL_CLIENT_EVERY === 0) await real().catch(() => errors++)
+      await garbage(i)
+    }
+  }
+  await Promise.all(Array.from({ length: IN_FLIGHT }, worker))
+  await real().catch(() => errors++)
+  closeMs.sort((a, b) => a - b)
+  process.stdout.write(
+    `${JSON.stringify({ closed: closeMs.length, p99: percentile(closeMs, 99), max: closeMs.at(-1), realServed, errors })}\n`,
+  )
+}
+
+async function main() {
+  const report = new Report('garbage')
+  const loop = new Loop()
+  const ctx = new SocketContext(loop, { tls: { key: fixture('server.key'), cert: fixture('server.pem') } })
+  let opened = 0
+  ctx.onOpen(() => opened++)
+  ctx.onData((socket, data) => socket.send(data))
+  ctx.onEnd((socket) => socket.close())
+  const listener = ctx.listen('127.0.0.1', 0)
+  await settle()
+  const fdsBefore = socketFds()
+  const started = Date.now()
+  const child = spawn(process.execPath, [__filename, '--clients', String(listener.port), String(COUNT)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  let output = ''
+  child.stdout.on('data', (data) => (output += data))
+  const code = await new Promise((resolve) => child.on('close', resolve))
+  const seconds = (Date.now() - started) / 1000
+  const result = JSON.parse(output)
+  const realClients = Math.ceil(COUNT / REAL_CLIENT_EVERY)
+  report.check(code === 0, `the client process exited with ${code}`)
+  report.check(result.closed === COUNT, `${result.closed} of ${COUNT} garbage connections closed`)
+  report.check(result.max < SLOWEST_CLOSE_MS, `the slowest garbage close took ${Math.round(result.max)} ms`)
+  report.check(result.realServed === realClients, `${result.realServed} of ${realClients} real clients served`)
+  report.check(opened === realClients, `JavaScript saw ${opened} sockets open, expected only the ${realClients} real ones`)
+  await settle()
+  report.check(socketFds() <= fdsBefore, `socket fds ${fdsBefore} before, ${socketFds()} after`)
+  listener.close()
+  ctx.close()
+  loop.close()
+  report.set({
+    inputs: COUNT,
+    perSecond: Math.round(COUNT / seconds),
+    closeP99Ms: Math.round(result.p99 * 10) / 10,
+    closeMaxMs: Math.round(result.max),
+    realServed: result.realServed,
+  })
+  report.finish()
+}
+
+if (process.argv[2] === '--clients') runClients(Number(process.argv[3]), Number(process.argv[4]))
+else main().catch((err) => {
+  console.error(err)
+  process.exit(1)
+})
