@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(tls_server tls_client batch)
+[ ${#targets[@]} -gt 0 ] || targets=(tls_server tls_client batch proxy)
 [[ $seconds =~ ^[0-9]+$ ]] || { echo "seconds must be a whole number, got '$seconds'" >&2; exit 2; }
 if ! cargo +nightly --version >/dev/null 2>&1; then
   echo "fuzzing needs the nightly toolchain: rustup toolchain install nightly" >&2

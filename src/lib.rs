@@ -14,8 +14,11 @@
 pub mod error;
 pub mod event_loop;
 pub mod net;
+pub mod proxy;
 #[allow(unsafe_code)]
 pub mod sys;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 
 #[cfg(feature = "napi")]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio_rustls::rustls::pki_types::ServerName;
 
 use super::*;
+use crate::testing::Rng;
 
 fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test/fixtures/tls").join(name)
@@ -372,26 +373,6 @@ fn a_chain_verifies_through_its_intermediate() {
 }
 
 // --- hostile input, replayed through the session as the loop feeds it (see replay.rs) ---------
-
-/// A deterministic generator for the seeded corpus.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 /// One mutation of `input`: bit flips, overwritten bytes, truncation, appended garbage, a
 /// changed record or handshake length, a duplicated span.
