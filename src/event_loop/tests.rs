@@ -491,17 +491,18 @@ fn tls_pair(h: &mut Harness) -> (SlotId, SlotId) {
     (server_side, id)
 }
 
-/// Collects `Data` of `id` until `total` bytes came, noting whether `writable_of` got `Writable`.
-fn receive_tls(h: &mut Harness, id: SlotId, total: usize, writable_of: SlotId) -> (Vec<u8>, bool) {
+/// Collects `Data` of `id` until `total` bytes came, noting whether `writable_of` got `Writable`
+/// (and waiting for that too, when there is one to wait for).
+fn receive_tls(h: &mut Harness, id: SlotId, total: usize, writable_of: Option<SlotId>) -> (Vec<u8>, bool) {
     let mut received = Vec::new();
     let mut writable = false;
     let deadline = Instant::now() + 10 * SECOND;
-    while (received.len() < total || !writable) && Instant::now() < deadline {
+    while (received.len() < total || (writable_of.is_some() && !writable)) && Instant::now() < deadline {
         for event in h.events(Duration::from_millis(100)) {
             if event.kind == EventKind::Data as u32 && event.id == id {
                 received.extend_from_slice(&event.payload);
             }
-            writable |= event.kind == EventKind::Writable as u32 && event.id == writable_of;
+            writable |= event.kind == EventKind::Writable as u32 && Some(event.id) == writable_of;
         }
     }
     (received, writable)
@@ -513,15 +514,18 @@ fn tls_send_delivers_megabytes_one_way_and_reports_the_drain() {
     let (server, client) = tls_pair(&mut h);
     // More than the encryption window, to a peer that never writes back.
     let payload: Vec<u8> = (0..3 << 20).map(|i: u32| (i * 7 + i / 4096) as u8).collect();
-    let buffered = h.event_loop.send(&h.js, client, &payload, 1 << 16);
+    let high_water_mark = 1 << 16;
+    let buffered = h.event_loop.send(&h.js, client, &payload, high_water_mark);
     // What is still buffered when `send` returns depends on how far the loop thread got
-    // meanwhile (on a loaded machine it can have sent everything): send takes it all, which
-    // the intact delivery below proves.
+    // meanwhile (on a loaded machine it can have sent almost everything): send takes it all,
+    // which the intact delivery below proves, and a drain is owed only if what it returned
+    // was past the high-water mark (JavaScript's `send` returned false).
     assert!(buffered <= payload.len(), "{buffered} bytes buffered");
-    let (received, writable) = receive_tls(&mut h, server, payload.len(), client);
+    let drain_owed = buffered >= high_water_mark;
+    let (received, writable) = receive_tls(&mut h, server, payload.len(), drain_owed.then_some(client));
     assert_eq!(received.len(), payload.len());
     assert!(received == payload, "every byte, in order");
-    assert!(writable, "the drain of a send past the high-water mark is reported");
+    assert!(writable || !drain_owed, "the drain owed for {buffered} buffered bytes is reported");
     assert_eq!(h.event_loop.buffered_amount(&h.js, client), 0);
 }
 
@@ -534,7 +538,7 @@ fn a_partial_tls_write_reports_writable_once_drained() {
     h.events(Duration::from_millis(200));
     let taken = h.event_loop.write(&h.js, client, &[5; 4096], false, 1024);
     assert_eq!(taken, 1024, "TLS writes take up to the high-water mark");
-    let (received, writable) = receive_tls(&mut h, server, 1024, client);
+    let (received, writable) = receive_tls(&mut h, server, 1024, Some(client));
     assert_eq!(received, vec![5; 1024]);
     assert!(writable);
     h.event_loop.shutdown(&h.js, client);
