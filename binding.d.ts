@@ -21,6 +21,7 @@ export declare class LoopCore {
    * Taking acknowledges the records taken before: their callbacks have run.
    */
   takeBatch(): Uint32Array | null
+  /** A large batch of `bytes` (see `take_batch`) was collected. */
   releaseExternalBatch(bytes: number): void
   /** A new handle id (a number below 2^53). */
   createHandle(): number
@@ -36,15 +37,15 @@ export declare class LoopCore {
   wakeup(): void
   get iterationNumber(): number
   /** Listens on TCP; returns the listener's id. Errors carry the errno code (`EADDRINUSE`). */
-  listen(host: string | undefined | null, port: number, exclusive: boolean, tls?: TlsContextCore | undefined | null): number
-  listenUnix(path: string, tls?: TlsContextCore | undefined | null): number
+  listen(host: string | undefined | null, port: number, options: ListenOptionsInput, tls?: TlsContextCore | undefined | null): number
+  listenUnix(path: string, options: ListenOptionsInput, tls?: TlsContextCore | undefined | null): number
   /** The port a listener is bound to (-1 for Unix sockets, or once closed). */
   listenerPort(id: number): number
   /**
-   * Connections the listener closed before `Open` (see `ListenSocket.rejectedConnections`),
-   * -1 once closed.
+   * What a listener counted (`ListenSocket.rejectedConnections` / `droppedConnections`),
+   * while it is open.
    */
-  listenerRejectedConnections(id: number): number
+  listenerCounts(id: number): ListenerCountsOutput | null
   closeListener(id: number): void
   /** Starts a connect; returns the socket's id at once. `source` must be an IP address. */
   connect(host: string, port: number, source?: string | undefined | null, tls?: TlsContextCore | undefined | null): number
@@ -60,6 +61,8 @@ export declare class LoopCore {
   send(id: number, data: Uint8Array, highWaterMark: number): number
   /** What the socket's TLS handshake settled (undefined for plain sockets or once closed). */
   tlsInfo(id: number): TlsSocketInfo | null
+  /** The PROXY protocol header socket `id` began with (undefined without one, or once closed). */
+  proxyInfo(id: number): ProxyInfo | null
   /** JavaScript ran (or had no) `onServerName` for the handshake of socket `id`. */
   serverNameChosen(id: number): void
   bufferedAmount(id: number): number
@@ -94,6 +97,35 @@ export declare class TlsContextCore {
   static describeFailure(code: number): TlsFailureDescription | null
   /** Whether handshakes asking for unknown names wait for `onServerName`. */
   setAsksForNames(asks: boolean): void
+}
+
+export interface ListenerCountsOutput {
+  rejected: number
+  dropped: number
+}
+
+/** Listen options as `index.js` passes them (validated there). */
+export interface ListenOptionsInput {
+  exclusive: boolean
+  ipv6Only: boolean
+  backlog?: number
+  maxConnections?: number
+  /** `'required'` or `'optional'`; absent: no PROXY protocol. */
+  proxyProtocol?: string
+}
+
+/** A PROXY header for `socket.proxy` (index.js turns `tlvs` into a Map). */
+export interface ProxyInfo {
+  version: number
+  /** `'PROXY'` or `'LOCAL'`. */
+  command: string
+  /** IP addresses (or Unix paths, with ports -1); absent when the header carries none. */
+  sourceAddress?: string
+  sourcePort?: number
+  destinationAddress?: string
+  destinationPort?: number
+  tlvTypes: Array<number>
+  tlvValues: Array<Buffer>
 }
 
 /** The `code` and message of a TLS failure code from a close or connect-error record. */

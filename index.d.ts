@@ -243,6 +243,59 @@ export interface SocketContextOptions {
   highWaterMark?: number
 }
 
+/** Options of `context.listen()` / `listenUnix()`, beside the numbers `LISTEN_DEFAULT` / `LISTEN_EXCLUSIVE_PORT`. */
+export interface ListenOptions {
+  /** Fail with `EADDRINUSE` if the port is taken, instead of sharing it (no SO_REUSEPORT). Default false. */
+  exclusive?: boolean
+  /** An IPv6 host (`'::'`) takes IPv6 connections only, not IPv4 ones too (IPV6_V6ONLY). Default false: dual-stack. */
+  ipv6Only?: boolean
+  /** The accept queue's length, integer >= 1 (the kernel caps it at `net.core.somaxconn`). Default 512, as uSockets. */
+  backlog?: number
+  /**
+   * At most this many accepted connections open at once (integer >= 1). One more is accepted
+   * and closed at once (the peer sees the connection end), never shown to JavaScript, and
+   * counted in `listenSocket.droppedConnections`. Default: no limit.
+   */
+  maxConnections?: number
+  /**
+   * The PROXY protocol (HAProxy's, versions 1 and 2, told apart by their signatures) in front of
+   * every accepted connection: `true` requires a header, `'optional'` honours one when the
+   * connection begins with it and serves a connection without one as it is (health checks that
+   * bypass the balancer). Default false. The header is read on the loop thread before TLS and
+   * before `onOpen`; `remoteAddress`/`remotePort` and `localAddress`/`localPort` then report
+   * the addresses it carries and `socket.proxy` the header; the bytes after it are the
+   * connection's first (`onData`, or the TLS handshake). Bytes that cannot be a header (a
+   * wrong signature, a v1 line over 107 bytes or not ending in CRLF, bad addresses or ports, a
+   * v2 header of another version, command or family, a TLV past its end, a CRC32C that does not
+   * match) close the connection at once, never shown to JavaScript, counted in
+   * `rejectedConnections`; a header that trickles in, or a connection that sends nothing, has
+   * the TLS handshake timeout (10 s, plus up to one 4 s tick), which then covers header and
+   * handshake together. A connection that ends before its header did is rejected too.
+   */
+  proxyProtocol?: boolean | 'optional'
+}
+
+/** A PROXY protocol header, as `socket.proxy` holds it. */
+export interface ProxyHeader {
+  version: 1 | 2
+  /** `'LOCAL'` (v2): the balancer's own connection, its addresses do not apply. */
+  command: 'PROXY' | 'LOCAL'
+  /** The client's address and port; undefined for v1 `UNKNOWN`, v2 `LOCAL` or an unspecified family (the connection's own addresses stand). v2 Unix: paths, ports -1. */
+  sourceAddress: string | undefined
+  sourcePort: number | undefined
+  /** The address the client connected to (the balancer's). */
+  destinationAddress: string | undefined
+  destinationPort: number | undefined
+  /**
+   * v2 TLVs by type, in the order received, values as sent: 0x01 ALPN, 0x02 authority, 0x05
+   * unique id, 0x20 SSL (client flags, verify result, sub-TLVs) followed by its sub-TLVs under
+   * their own types (0x21 version, 0x22 common name, 0x23 cipher, 0x24 signature and 0x25 key
+   * algorithm), 0x30 netns, and any other type. A CRC32C (0x03) was checked and is left out,
+   * as are NOOPs (0x04). Empty for v1.
+   */
+  tlvs: Map<number, Buffer>
+}
+
 /** Options of `context.connect()`. */
 export interface ConnectOptions {
   /** Local IP address to connect from (an address, not a name). */
@@ -358,19 +411,20 @@ export declare class SocketContext {
    * IPv6 address with or without brackets (`'::1'`, `'[::1]'`), as in `connect`.
    * `port` 0: an ephemeral port (read `listenSocket.port`). `options`: `LISTEN_DEFAULT` (0)
    * shares the port with other listeners (SO_REUSEPORT); `LISTEN_EXCLUSIVE_PORT` (1) fails if it
-   * is taken. Accepted sockets get `TCP_NODELAY`.
+   * is taken; or a {@link ListenOptions} object. Accepted sockets get `TCP_NODELAY`.
    * @throws a `TypeError` (`'ERR_INVALID_ARG_VALUE'`) for a host with a NUL character (no name
    * or address has one: refused rather than cut short); an Error with `code` (`'EADDRINUSE'`,
    * `'EACCES'`, `'ENOTFOUND'`, ...) when binding fails.
    */
-  listen(host: string | null | undefined, port: number, options?: number): ListenSocket
+  listen(host: string | null | undefined, port: number, options?: number | ListenOptions): ListenSocket
   /**
    * Listens on a Unix socket path (`us_socket_context_listen_unix`). A stale socket file at the
    * path is replaced. TLS contexts serve TLS here too. A path with a NUL character is a
    * `TypeError` (`'ERR_INVALID_ARG_VALUE'`): Linux's abstract namespace (a leading NUL) is not
-   * supported.
+   * supported. Of {@link ListenOptions}, `backlog`, `maxConnections` and `proxyProtocol` apply
+   * (v2 headers carry Unix addresses too); `exclusive` and `ipv6Only` mean nothing for a path.
    */
-  listenUnix(path: string, options?: number): ListenSocket
+  listenUnix(path: string, options?: number | ListenOptions): ListenSocket
   /**
    * Connects (`us_socket_context_connect`): returns a connecting socket at once; `onOpen` or
    * `onConnectError` follows. A host name is resolved off the loop thread and every resolved
@@ -433,11 +487,14 @@ export declare class ListenSocket {
   readonly isClosed: boolean
   /**
    * Connections this listener accepted and closed before `onOpen`, never shown to JavaScript:
-   * bytes that cannot begin a TLS handshake (closed at once, with an alert where TLS has one),
-   * a failed or timed-out handshake, a peer that left during it. Once the listener is closed,
+   * bytes that cannot begin a TLS handshake (closed at once, with an alert where TLS has one)
+   * or a PROXY header (`proxyProtocol`), a failed or timed-out handshake or header, a peer that
+   * left during either. Once the listener is closed,
    * the count it had then.
    */
   readonly rejectedConnections: number
+  /** Connections closed at once because `maxConnections` were open; once closed, the count it had then. */
+  readonly droppedConnections: number
   /** Idempotent. */
   close(): void
 }
@@ -470,6 +527,8 @@ export declare class Socket {
    * sent none, or not TLS. Set from `onOpen` on.
    */
   readonly peerCertificate: Buffer | undefined
+  /** The PROXY protocol header the connection began with (a listener's `proxyProtocol`); undefined without one. Set from `onOpen` on. */
+  readonly proxy: ProxyHeader | undefined
   /** IPv4 peers show as `'127.0.0.1'` (also on dual-stack listeners); Unix: the path or `''`. */
   readonly remoteAddress: string
   readonly localAddress: string

@@ -116,6 +116,48 @@ function validateOptions(value, name) {
   return value
 }
 
+const MAX_BACKLOG = 2 ** 31 - 1
+
+/**
+ * `listen`'s options: LISTEN_DEFAULT / LISTEN_EXCLUSIVE_PORT, or an object of them, as the
+ * binding takes them.
+ */
+function listenOptions(options) {
+  if (typeof options === 'number') {
+    validateInteger(options, 'options', LISTEN_DEFAULT, LISTEN_EXCLUSIVE_PORT)
+    return { exclusive: options === LISTEN_EXCLUSIVE_PORT, ipv6Only: false }
+  }
+  if (options === null || typeof options !== 'object') {
+    throw invalidArgType('options', 'LISTEN_DEFAULT, LISTEN_EXCLUSIVE_PORT or an object', options)
+  }
+  const { exclusive = false, ipv6Only = false, backlog, maxConnections, proxyProtocol = false } = options
+  if (typeof exclusive !== 'boolean') throw invalidArgType('options.exclusive', 'of type boolean', exclusive)
+  if (typeof ipv6Only !== 'boolean') throw invalidArgType('options.ipv6Only', 'of type boolean', ipv6Only)
+  if (backlog !== undefined) validateInteger(backlog, 'options.backlog', 1, MAX_BACKLOG)
+  if (maxConnections !== undefined) validateInteger(maxConnections, 'options.maxConnections', 1, 2 ** 32 - 1)
+  if (proxyProtocol !== true && proxyProtocol !== false && proxyProtocol !== 'optional') {
+    throw invalidArgType('options.proxyProtocol', "true, false or 'optional'", proxyProtocol)
+  }
+  const proxy = proxyProtocol === 'optional' ? 'optional' : proxyProtocol ? 'required' : undefined
+  return { exclusive, ipv6Only, backlog, maxConnections, proxyProtocol: proxy }
+}
+
+/** `socket.proxy` from the binding's PROXY header: the TLVs as a Map of type to Buffer. */
+function proxyDetails(info) {
+  if (info === null || info === undefined) return undefined
+  const tlvs = new Map()
+  for (let i = 0; i < info.tlvTypes.length; i++) tlvs.set(info.tlvTypes[i], info.tlvValues[i])
+  return {
+    version: info.version,
+    command: info.command,
+    sourceAddress: info.sourceAddress ?? undefined,
+    sourcePort: info.sourcePort ?? undefined,
+    destinationAddress: info.destinationAddress ?? undefined,
+    destinationPort: info.destinationPort ?? undefined,
+    tlvs,
+  }
+}
+
 function loopClosedError() {
   const err = new Error('The loop is closed')
   err.code = 'ERR_LOOP_CLOSED'
@@ -801,19 +843,20 @@ class SocketContext {
     }
     if (typeof host === 'string') validateNoNul(host, 'host')
     validateInteger(port, 'port', 0, 65535)
-    validateInteger(options, 'options', LISTEN_DEFAULT, LISTEN_EXCLUSIVE_PORT)
+    const binding = listenOptions(options)
     const context = this[kContextState]
     context.state.checkOpen()
-    const id = context.state.core.listen(host ?? null, port, options === LISTEN_EXCLUSIVE_PORT, context.tls)
-    return ListenSocket[kAccept](this, id, host ?? '', context.state.core.listenerPort(id))
+    const id = context.state.core.listen(host ?? null, port, binding, context.tls)
+    return ListenSocket[kAccept](this, id, host ?? '', context.state.core.listenerPort(id), binding)
   }
 
+  /** Of the options, `exclusive` and `ipv6Only` mean nothing for a path. */
   listenUnix(path, options = LISTEN_DEFAULT) {
     validateUnixPath(path)
-    validateInteger(options, 'options', LISTEN_DEFAULT, LISTEN_EXCLUSIVE_PORT)
+    const binding = listenOptions(options)
     const context = this[kContextState]
     context.state.checkOpen()
-    return ListenSocket[kAccept](this, context.state.core.listenUnix(path, context.tls), path, -1)
+    return ListenSocket[kAccept](this, context.state.core.listenUnix(path, binding, context.tls), path, -1, binding)
   }
 
   connect(host, port, options) {
@@ -916,15 +959,18 @@ class ListenSocket {
   #host
   #port
   #closed = false
-  #rejected = 0
+  #proxied = false
+  /** The counts as they were when last read (what stays once the listener is closed). */
+  #counts = { rejected: 0, dropped: 0 }
 
   /** Listen sockets come from listen() and listenUnix() only. */
   constructor(token) {
     if (token !== kAccept) throw new TypeError('ListenSocket is not constructible; use SocketContext.listen()')
   }
 
-  static [kAccept](context, id, host, port) {
+  static [kAccept](context, id, host, port, options) {
     const listener = new ListenSocket(kAccept)
+    listener.#proxied = options.proxyProtocol !== undefined
     listener.#context = context
     listener.#id = id
     listener.#index = id % SLOT_INDEX_RANGE
@@ -954,18 +1000,26 @@ class ListenSocket {
     return this.#closed
   }
 
+  #readCounts() {
+    const { state } = this.#context[kContextState]
+    if (!this.#closed && !state.closed) this.#counts = state.core.listenerCounts(this.#id) ?? this.#counts
+    return this.#counts
+  }
+
   /** Connections accepted and closed before onOpen; kept as it was when the listener closed. */
   get rejectedConnections() {
-    if (!this.#closed && !this.#context[kContextState].state.closed) {
-      this.#rejected = this.#context[kContextState].state.core.listenerRejectedConnections(this.#id)
-    }
-    return this.#rejected
+    return this.#readCounts().rejected
+  }
+
+  /** Connections closed at once for options.maxConnections; kept once the listener closed. */
+  get droppedConnections() {
+    return this.#readCounts().dropped
   }
 
   /** Stops accepting; the port is free when it returns. Open sockets stay. Idempotent. */
   close() {
     if (this.#closed) return
-    void this.rejectedConnections
+    this.#readCounts()
     this.#closed = true
     const contextState = this.#context[kContextState]
     contextState.listeners.delete(this)
@@ -977,7 +1031,7 @@ class ListenSocket {
   }
 
   [kAccept](id, index, records, at) {
-    const socket = Socket[kAccept](this.#context, id, undefined)
+    const socket = Socket[kAccept](this.#context, id, undefined, this.#proxied)
     socket[kDispatch](EVENT_OPEN, 0, records, at)
   }
 
@@ -1008,6 +1062,10 @@ class Socket {
   #tls = false
   /** What the TLS handshake settled ({ alpnProtocol, servername, peerCertificate }), once open. */
   #tlsInfo = null
+  /** Accepted by a listener with proxyProtocol: `proxy` is read at Open. */
+  #proxied = false
+  /** The PROXY header it began with (see proxyDetails), once open. */
+  #proxy = undefined
   /**
    * Data (Buffers), end (null) and the loop's close (its code) that arrived while paused, until
    * replayed after resume(); null when nothing is held.
@@ -1021,8 +1079,9 @@ class Socket {
     this.ext = undefined
   }
 
-  static [kAccept](context, id, ext) {
+  static [kAccept](context, id, ext, proxied = false) {
     const socket = new Socket(kAccept)
+    socket.#proxied = proxied
     socket.#context = context
     socket.#id = id
     socket.#index = id % SLOT_INDEX_RANGE
@@ -1056,6 +1115,11 @@ class Socket {
 
   get isTls() {
     return this.#tls
+  }
+
+  /** The PROXY protocol header the connection began with, or undefined. */
+  get proxy() {
+    return this.#proxy
   }
 
   get alpnProtocol() {
@@ -1258,6 +1322,7 @@ class Socket {
         this.#localPort = opened.localPort
         this.#established = true
         if (this.#tls) this.#tlsInfo = this.#state.core.tlsInfo(this.#id) ?? null
+        if (this.#proxied) this.#proxy = proxyDetails(this.#state.core.proxyInfo(this.#id))
         handlers.onOpen(this, records[at + 4] === OPENED_BY_CONNECT, opened.remoteAddress)
         break
       }

@@ -44,10 +44,11 @@ pub fn poll_now(fds: &mut [libc::pollfd]) -> io::Result<()> {
 
 use socket2::{Domain, Protocol, Type};
 pub use socket2::{SockAddr, Socket};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
-const LISTEN_BACKLOG: i32 = 512;
+/// The accept queue's length unless a listener asks for another (uSockets' too).
+pub const LISTEN_BACKLOG: i32 = 512;
 
 fn stream_socket(domain: Domain) -> io::Result<Socket> {
     let protocol = if domain == Domain::UNIX { None } else { Some(Protocol::TCP) };
@@ -55,31 +56,44 @@ fn stream_socket(domain: Domain) -> io::Result<Socket> {
 }
 
 /// A listening TCP socket. `exclusive` leaves SO_REUSEPORT off, so a taken port fails with
-/// `EADDRINUSE` instead of being shared; an IPv6 wildcard address listens dual-stack.
-pub fn listen_tcp(addr: SocketAddr, exclusive: bool) -> io::Result<Socket> {
+/// `EADDRINUSE` instead of being shared; an IPv6 wildcard address listens dual-stack unless
+/// `ipv6_only`. `backlog`: the accept queue's length (default [`LISTEN_BACKLOG`]).
+pub fn listen_tcp(
+    addr: SocketAddr,
+    exclusive: bool,
+    ipv6_only: bool,
+    backlog: Option<u32>,
+) -> io::Result<Socket> {
     let socket = stream_socket(Domain::for_address(addr))?;
     socket.set_reuse_address(true)?;
     if !exclusive {
         socket.set_reuse_port(true)?;
     }
-    if addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
-        socket.set_only_v6(false)?;
+    if addr.is_ipv6() {
+        // A wildcard is dual-stack unless asked otherwise; a specific address is either way
+        // of its own family.
+        socket.set_only_v6(ipv6_only)?;
     }
     socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
+    socket.listen(backlog_of(backlog))?;
     Ok(socket)
+}
+
+/// `listen(2)`'s backlog: the one asked for (the kernel caps it at somaxconn), or the default.
+fn backlog_of(backlog: Option<u32>) -> i32 {
+    backlog.map_or(LISTEN_BACKLOG, |n| i32::try_from(n).unwrap_or(i32::MAX))
 }
 
 /// A listening Unix socket. A socket file left at `path` by an earlier listener is removed
 /// first (as uSockets does); any other kind of file makes it fail with `EADDRINUSE`.
-pub fn listen_unix(path: &Path) -> io::Result<Socket> {
+pub fn listen_unix(path: &Path, backlog: Option<u32>) -> io::Result<Socket> {
     use std::os::unix::fs::FileTypeExt;
     if std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_socket()) {
         std::fs::remove_file(path)?;
     }
     let socket = stream_socket(Domain::UNIX)?;
     socket.bind(&SockAddr::unix(path)?)?;
-    socket.listen(LISTEN_BACKLOG)?;
+    socket.listen(backlog_of(backlog))?;
     Ok(socket)
 }
 

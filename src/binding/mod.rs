@@ -20,6 +20,7 @@ use napi_derive::napi;
 use crate::error::Error;
 use crate::event_loop::{EventLoop, JsSide, LoopConfig, SlotId};
 use crate::net::{ClientTls, ConnectTarget, ListenOptions, SocketTimeout};
+use crate::proxy::{Addresses, Command, Expect, Header};
 use crate::tls::{ConfigError, MinVersion, TlsContext, TlsFailure, TlsOptions};
 
 /// The string `code` a JavaScript error carries (`'EPERM'`, `'ERR_LOOP_CLOSED'`, ...).
@@ -132,6 +133,87 @@ fn connect_target(host: String, port: u16) -> ConnectTarget {
     match address_literal(&host) {
         Some(ip) => ConnectTarget::Addresses(vec![SocketAddr::new(ip, port)]),
         None => ConnectTarget::Host(host, port),
+    }
+}
+
+/// Listen options as `index.js` passes them (validated there).
+#[napi(object)]
+pub struct ListenOptionsInput {
+    pub exclusive: bool,
+    pub ipv6_only: bool,
+    pub backlog: Option<u32>,
+    pub max_connections: Option<u32>,
+    /// `'required'` or `'optional'`; absent: no PROXY protocol.
+    pub proxy_protocol: Option<String>,
+}
+
+impl ListenOptionsInput {
+    fn into_options(self) -> ListenOptions {
+        let proxy =
+            self.proxy_protocol
+                .map(|mode| if mode == "optional" { Expect::Optional } else { Expect::Required });
+        ListenOptions {
+            exclusive: self.exclusive,
+            ipv6_only: self.ipv6_only,
+            backlog: self.backlog,
+            max_connections: self.max_connections.map(|max| max as usize),
+            proxy,
+        }
+    }
+}
+
+#[napi(object)]
+pub struct ListenerCountsOutput {
+    pub rejected: f64,
+    pub dropped: f64,
+}
+
+/// A PROXY header for `socket.proxy` (index.js turns `tlvs` into a Map).
+#[napi(object)]
+pub struct ProxyInfo {
+    pub version: u32,
+    /// `'PROXY'` or `'LOCAL'`.
+    pub command: String,
+    /// IP addresses (or Unix paths, with ports -1); absent when the header carries none.
+    pub source_address: Option<String>,
+    pub source_port: Option<i32>,
+    pub destination_address: Option<String>,
+    pub destination_port: Option<i32>,
+    pub tlv_types: Vec<u32>,
+    pub tlv_values: Vec<Buffer>,
+}
+
+impl From<Header> for ProxyInfo {
+    fn from(header: Header) -> ProxyInfo {
+        let ends = match header.addresses {
+            Addresses::Unknown => None,
+            Addresses::Ip { source, destination } => Some((
+                (source.ip().to_string(), i32::from(source.port())),
+                (destination.ip().to_string(), i32::from(destination.port())),
+            )),
+            Addresses::Unix { source, destination } => Some((
+                (String::from_utf8_lossy(&source).into_owned(), -1),
+                (String::from_utf8_lossy(&destination).into_owned(), -1),
+            )),
+        };
+        let (source, destination) = ends.unzip();
+        let (source_address, source_port) = source.unzip();
+        let (destination_address, destination_port) = destination.unzip();
+        let (tlv_types, tlv_values) =
+            header.tlvs.into_iter().map(|(kind, value)| (u32::from(kind), Buffer::from(value))).unzip();
+        ProxyInfo {
+            version: u32::from(header.version),
+            command: match header.command {
+                Command::Proxy => "PROXY".into(),
+                Command::Local => "LOCAL".into(),
+            },
+            source_address,
+            source_port,
+            destination_address,
+            destination_port,
+            tlv_types,
+            tlv_values,
+        }
     }
 }
 
@@ -418,21 +500,29 @@ impl LoopCore {
         &self,
         host: Option<String>,
         port: u32,
-        exclusive: bool,
+        options: ListenOptionsInput,
         tls: Option<&TlsContextCore>,
     ) -> Result<f64> {
         let tls = tls.map(TlsContextCore::server).transpose()?;
         let addr = listen_address(host, port as u16)?;
-        let options = ListenOptions { exclusive };
+        let options = options.into_options();
         let id = self.running()?.listen(&mut self.js.borrow_mut(), addr, options, tls).map_err(js_error)?;
         Ok(id.pack() as f64)
     }
 
     #[napi]
-    pub fn listen_unix(&self, path: String, tls: Option<&TlsContextCore>) -> Result<f64> {
+    pub fn listen_unix(
+        &self,
+        path: String,
+        options: ListenOptionsInput,
+        tls: Option<&TlsContextCore>,
+    ) -> Result<f64> {
         let tls = tls.map(TlsContextCore::server).transpose()?;
-        let id =
-            self.running()?.listen_unix(&mut self.js.borrow_mut(), path.as_ref(), tls).map_err(js_error)?;
+        let options = options.into_options();
+        let id = self
+            .running()?
+            .listen_unix(&mut self.js.borrow_mut(), path.as_ref(), tls, options)
+            .map_err(js_error)?;
         Ok(id.pack() as f64)
     }
 
@@ -445,14 +535,12 @@ impl LoopCore {
             .map_or(-1, |(_, port)| port)
     }
 
-    /// Connections the listener closed before `Open` (see `ListenSocket.rejectedConnections`),
-    /// -1 once closed.
+    /// What a listener counted (`ListenSocket.rejectedConnections` / `droppedConnections`),
+    /// while it is open.
     #[napi]
-    pub fn listener_rejected_connections(&self, id: f64) -> f64 {
-        self.event_loop
-            .as_ref()
-            .and_then(|event_loop| event_loop.listener_rejected_connections(&self.js.borrow(), slot(id)))
-            .map_or(-1.0, |count| count as f64)
+    pub fn listener_counts(&self, id: f64) -> Option<ListenerCountsOutput> {
+        let (rejected, dropped) = self.event_loop.as_ref()?.listener_counts(&self.js.borrow(), slot(id))?;
+        Some(ListenerCountsOutput { rejected: rejected as f64, dropped: dropped as f64 })
     }
 
     #[napi]
@@ -530,6 +618,12 @@ impl LoopCore {
             servername: info.server_name,
             peer_certificate: info.peer_certificate.map(Buffer::from),
         })
+    }
+
+    /// The PROXY protocol header socket `id` began with (undefined without one, or once closed).
+    #[napi]
+    pub fn proxy_info(&self, id: f64) -> Option<ProxyInfo> {
+        self.event_loop.as_ref()?.proxy_header(&self.js.borrow(), slot(id)).map(ProxyInfo::from)
     }
 
     /// JavaScript ran (or had no) `onServerName` for the handshake of socket `id`.

@@ -563,7 +563,7 @@ fn garbage_on_a_tls_listener_closes_at_once_unannounced_and_is_counted() {
         .listen(&mut h.js, "127.0.0.1:0".parse().unwrap(), ListenOptions::default(), Some(server))
         .unwrap();
     let port = h.event_loop.listener_address(&h.js, listener).unwrap().1 as u16;
-    assert_eq!(h.event_loop.listener_rejected_connections(&h.js, listener), Some(0));
+    assert_eq!(h.event_loop.listener_counts(&h.js, listener), Some((0, 0)));
     for garbage in [&b"GET / HTTP/1.1\r\n\r\n"[..], &[0; 64], &[0x16, 3, 1, 0xff, 0xff]] {
         let mut peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         peer.set_read_timeout(Some(2 * SECOND)).unwrap();
@@ -580,5 +580,106 @@ fn garbage_on_a_tls_listener_closes_at_once_unannounced_and_is_counted() {
         events.iter().all(|e| e.kind != EventKind::Open as u32),
         "garbage is never announced: {events:?}"
     );
-    assert_eq!(h.event_loop.listener_rejected_connections(&h.js, listener), Some(3));
+    assert_eq!(h.event_loop.listener_counts(&h.js, listener), Some((3, 0)));
+}
+
+// --- listen options: the PROXY protocol stage and the connection limit -------------------------
+
+fn listen_with(h: &mut Harness, options: ListenOptions) -> (SlotId, u16) {
+    let listener = h.event_loop.listen(&mut h.js, "127.0.0.1:0".parse().unwrap(), options, None).unwrap();
+    let port = h.event_loop.listener_address(&h.js, listener).unwrap().1 as u16;
+    (listener, port)
+}
+
+/// The `Open` of the next accepted socket with its remote and local addresses, and the data
+/// that reached JavaScript by the time `want` bytes of it came (or 2 s passed).
+fn open_and_data(h: &mut Harness, want: usize) -> (Event, String, Vec<u8>) {
+    let mut open = None;
+    let mut data = Vec::new();
+    let deadline = Instant::now() + 2 * SECOND;
+    while (open.is_none() || data.len() < want) && Instant::now() < deadline {
+        for event in h.events(Duration::from_millis(50)) {
+            if event.kind == EventKind::Open as u32 {
+                open = Some(event);
+            } else if event.kind == EventKind::Data as u32 {
+                data.extend(event.payload);
+            }
+        }
+    }
+    let open = open.expect("a socket opened");
+    let addresses = String::from_utf8_lossy(&open.payload[20..]).into_owned();
+    (open, addresses, data)
+}
+
+#[test]
+fn a_proxy_header_gives_the_clients_addresses_and_the_bytes_after_it_are_the_first_data() {
+    let mut h = Harness::new();
+    let options = ListenOptions { proxy: Some(crate::proxy::Expect::Required), ..ListenOptions::default() };
+    let (listener, port) = listen_with(&mut h, options);
+    let mut peer = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // Header and data in one write: the loop must not take the data for part of the header.
+    peer.write_all(b"PROXY TCP4 203.0.113.7 198.51.100.1 40000 443\r\nGET / HTTP/1.1\r\n\r\n").unwrap();
+    let (open, addresses, data) = open_and_data(&mut h, 18);
+    assert_eq!(open.payload[8..12], 40000i32.to_le_bytes(), "the client's port");
+    assert_eq!(open.payload[12..16], 443i32.to_le_bytes(), "the port it connected to");
+    assert_eq!(addresses, "203.0.113.7198.51.100.1");
+    assert_eq!(data, b"GET / HTTP/1.1\r\n\r\n");
+    let header = h.event_loop.proxy_header(&h.js, open.id).expect("the header is kept for JavaScript");
+    assert_eq!(header.version, 1);
+
+    // A header that trickles in, byte by byte, is read as it comes.
+    let mut peer = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for byte in b"PROXY TCP6 2001:db8::1 2001:db8::2 1 2\r\n" {
+        peer.write_all(&[*byte]).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (_, addresses, data) = open_and_data(&mut h, 0);
+    assert_eq!(addresses, "2001:db8::12001:db8::2");
+    assert!(data.is_empty());
+
+    // Garbage instead of a header: closed at once, never announced, counted.
+    let mut garbage = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    garbage.set_read_timeout(Some(2 * SECOND)).unwrap();
+    garbage.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut rest = Vec::new();
+    garbage.read_to_end(&mut rest).expect("closed within 2 s (the handshake timeout is 10 s)");
+    let events = h.events(Duration::from_millis(100));
+    assert!(events.iter().all(|e| e.kind != EventKind::Open as u32), "{events:?}");
+    assert_eq!(h.event_loop.listener_counts(&h.js, listener), Some((1, 0)));
+    drop(peer);
+}
+
+#[test]
+fn an_optional_proxy_header_may_be_absent() {
+    let mut h = Harness::new();
+    let options = ListenOptions { proxy: Some(crate::proxy::Expect::Optional), ..ListenOptions::default() };
+    let (_, port) = listen_with(&mut h, options);
+    let mut peer = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    peer.write_all(b"plain bytes").unwrap();
+    let (open, addresses, data) = open_and_data(&mut h, 11);
+    assert_eq!(data, b"plain bytes", "every byte is the connection's own");
+    assert!(addresses.starts_with("127.0.0.1"));
+    assert!(h.event_loop.proxy_header(&h.js, open.id).is_none());
+}
+
+#[test]
+fn past_max_connections_a_connection_is_closed_at_once_and_counted() {
+    let mut h = Harness::new();
+    let (listener, port) =
+        listen_with(&mut h, ListenOptions { max_connections: Some(1), ..ListenOptions::default() });
+    let first = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (open, _, _) = open_and_data(&mut h, 0);
+    let mut second = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    second.set_read_timeout(Some(2 * SECOND)).unwrap();
+    let mut rest = Vec::new();
+    second.read_to_end(&mut rest).expect("the second connection was closed at once");
+    assert_eq!(h.event_loop.listener_counts(&h.js, listener), Some((0, 1)));
+    // Once the first closes, there is room again.
+    drop(first);
+    h.until(EventKind::End);
+    h.event_loop.close_socket(&mut h.js, open.id);
+    h.events(Duration::from_millis(50));
+    let _third = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    open_and_data(&mut h, 0);
+    assert_eq!(h.event_loop.listener_counts(&h.js, listener), Some((0, 1)));
 }

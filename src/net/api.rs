@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::{ClientTls, ConnectTarget, ListenOptions, ListenerIo, SocketCommand, SocketTimeout};
 use crate::error::Result;
 use crate::event_loop::{Command, EventLoop, JsSide, SlotId};
+use crate::proxy::Header;
 use crate::sys;
 use crate::tls::{TlsContext, TlsInfo};
 
@@ -24,17 +25,21 @@ impl EventLoop {
         tls: Option<Arc<TlsContext>>,
     ) -> Result<SlotId> {
         self.check_open()?;
-        self.watch_listener(js, sys::listen_tcp(addr, options.exclusive)?, tls)
+        let socket = sys::listen_tcp(addr, options.exclusive, options.ipv6_only, options.backlog)?;
+        self.watch_listener(js, socket, tls, options)
     }
 
+    /// Listens on a Unix socket path; of `options`, the backlog, the connection limit and the
+    /// PROXY protocol apply.
     pub fn listen_unix(
         &self,
         js: &mut JsSide,
         path: &std::path::Path,
         tls: Option<Arc<TlsContext>>,
+        options: ListenOptions,
     ) -> Result<SlotId> {
         self.check_open()?;
-        self.watch_listener(js, sys::listen_unix(path)?, tls)
+        self.watch_listener(js, sys::listen_unix(path, options.backlog)?, tls, options)
     }
 
     fn watch_listener(
@@ -42,9 +47,10 @@ impl EventLoop {
         js: &mut JsSide,
         socket: sys::Socket,
         tls: Option<Arc<TlsContext>>,
+        options: ListenOptions,
     ) -> Result<SlotId> {
         let id = self.create_handle()?;
-        let listener = Arc::new(ListenerIo::new(socket, tls));
+        let listener = Arc::new(ListenerIo::new(socket, tls, options));
         self.submit(Command::Socket(SocketCommand::WatchListener { id, listener: Arc::clone(&listener) }));
         if let Err(err) = listener.watch(&self.shared.poller, id.index as usize) {
             self.release(id);
@@ -59,9 +65,10 @@ impl EventLoop {
         js.listeners.get(id)?.local_address()
     }
 
-    /// How many connections the listener accepted and closed before `Open`, while it is open.
-    pub fn listener_rejected_connections(&self, js: &JsSide, id: SlotId) -> Option<u64> {
-        js.listeners.get(id).map(|listener| listener.rejected_connections())
+    /// How many connections the listener accepted and closed before `Open` (rejected), and
+    /// how many it closed at once for its connection limit (dropped), while it is open.
+    pub fn listener_counts(&self, js: &JsSide, id: SlotId) -> Option<(u64, u64)> {
+        js.listeners.get(id).map(|listener| (listener.rejected_connections(), listener.dropped_connections()))
     }
 
     /// Stops accepting and closes the listening fd before returning, so the port is free.
@@ -162,6 +169,11 @@ impl EventLoop {
     /// What the TLS handshake of an open socket settled (None for plain sockets).
     pub fn tls_info(&self, js: &JsSide, id: SlotId) -> Option<TlsInfo> {
         js.sockets.get(id)?.tls_info().cloned()
+    }
+
+    /// The PROXY protocol header an accepted socket began with (None without one).
+    pub fn proxy_header(&self, js: &JsSide, id: SlotId) -> Option<Header> {
+        js.sockets.get(id)?.proxy_header().cloned()
     }
 
     /// JavaScript ran `onServerName` for the socket's handshake, which goes on.

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering}
 use std::sync::{Mutex, OnceLock};
 
 use crate::event_loop::lock;
+use crate::proxy::Header;
 use crate::sys::{self, Socket};
 use crate::tls::TlsInfo;
 
@@ -40,6 +41,8 @@ pub struct SocketIo {
     pub(super) tls_output: AtomicUsize,
     /// TLS: what the handshake settled, set when it completed.
     pub(super) tls_info: OnceLock<TlsInfo>,
+    /// The PROXY protocol header the connection began with, set before `Open`.
+    pub(super) proxy_header: OnceLock<Header>,
     /// The errno of a failed write from the JavaScript thread (0: none). A failed send consumes
     /// the socket's pending error, so the loop would otherwise take a reset for an orderly end.
     write_error: AtomicI32,
@@ -55,6 +58,7 @@ impl SocketIo {
             writes_via_loop: AtomicBool::new(writes_via_loop),
             tls_output: AtomicUsize::new(0),
             tls_info: OnceLock::new(),
+            proxy_header: OnceLock::new(),
             write_error: AtomicI32::new(0),
         }
     }
@@ -67,6 +71,11 @@ impl SocketIo {
     /// The settled TLS parameters (None before the handshake completed, or for plain sockets).
     pub fn tls_info(&self) -> Option<&TlsInfo> {
         self.tls_info.get()
+    }
+
+    /// The PROXY header the connection began with (None without one, or before `Open`).
+    pub fn proxy_header(&self) -> Option<&Header> {
+        self.proxy_header.get()
     }
 
     /// The outcome of a send from the JavaScript thread: the count, or 0 with the error kept.

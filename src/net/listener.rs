@@ -3,7 +3,7 @@
 //! connection to its pre-open stage ([`Stream::begin_accepted`]).
 
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use super::Net;
 use crate::event_loop::poller::{Poller, Trigger};
 use crate::event_loop::services::Services;
 use crate::event_loop::{lock, SlotId, READABLE};
+use crate::proxy::Expect;
 use crate::sys::{self, Socket};
 use crate::tls::TlsContext;
 
@@ -21,11 +22,33 @@ const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 /// Most connections accepted from one listener per loop iteration.
 const ACCEPTS_PER_ITERATION: usize = 128;
 
-/// How a TCP listener binds.
+/// How a listener binds, and what it does with the connections it accepts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ListenOptions {
     /// Refuse to share the port (no SO_REUSEPORT), as `LISTEN_EXCLUSIVE_PORT`.
     pub exclusive: bool,
+    /// An IPv6 wildcard takes IPv6 connections only (IPV6_V6ONLY), not IPv4 ones as well.
+    pub ipv6_only: bool,
+    /// The accept queue's length (`listen(2)`, capped by the kernel's somaxconn); `None`:
+    /// [`crate::sys::LISTEN_BACKLOG`].
+    pub backlog: Option<u32>,
+    /// Connections open at once, at most: one more is accepted and closed at once (counted in
+    /// `dropped`). `None`: no limit.
+    pub max_connections: Option<usize>,
+    /// Accepted connections begin with a PROXY protocol header (see `crate::proxy`).
+    pub proxy: Option<Expect>,
+}
+
+/// What a listener counts, shared with the streams it accepted (each counts itself).
+#[derive(Debug, Default)]
+pub(super) struct ListenerCounts {
+    /// Accepted and closed before JavaScript heard of them: garbage or a failed TLS handshake,
+    /// a bad PROXY header, a handshake timeout, a peer that left during the handshake.
+    pub(super) rejected: AtomicU64,
+    /// Closed at once because `max_connections` were open.
+    pub(super) dropped: AtomicU64,
+    /// Accepted and not yet closed.
+    pub(super) open: AtomicUsize,
 }
 
 /// A listening socket, shared so that JavaScript can close it synchronously (the port is free
@@ -34,24 +57,22 @@ pub struct ListenOptions {
 pub struct ListenerIo {
     socket: Mutex<Option<Socket>>,
     /// TLS listeners: the configuration accepted connections handshake with.
-    tls: Option<Arc<TlsContext>>,
+    pub(super) tls: Option<Arc<TlsContext>>,
     /// The local address of every accepted connection, when the listener's own tells it (an
     /// address that is not a wildcard, or a path), so accepting needs no `getsockname`.
     accepted_local: Option<(String, i32)>,
-    /// Connections it accepted that closed before JavaScript heard of them: garbage or a failed
-    /// TLS handshake, a handshake timeout, a peer that left during the handshake. Shared with
-    /// each such stream, which counts itself when it closes.
-    rejected: Arc<AtomicU64>,
+    pub(super) options: ListenOptions,
+    pub(super) counts: Arc<ListenerCounts>,
 }
 
 impl ListenerIo {
-    pub fn new(socket: Socket, tls: Option<Arc<TlsContext>>) -> ListenerIo {
+    pub fn new(socket: Socket, tls: Option<Arc<TlsContext>>, options: ListenOptions) -> ListenerIo {
         let accepted_local = socket
             .local_addr()
             .ok()
             .filter(|addr| addr.as_socket().is_none_or(|ip| !ip.ip().is_unspecified()))
             .map(|addr| sys::describe_address(&addr));
-        ListenerIo { socket: Mutex::new(Some(socket)), tls, accepted_local, rejected: Arc::default() }
+        ListenerIo { socket: Mutex::new(Some(socket)), tls, accepted_local, options, counts: Arc::default() }
     }
 
     /// Registers the listener for connections under `key`.
@@ -83,7 +104,11 @@ impl ListenerIo {
     }
 
     pub fn rejected_connections(&self) -> u64 {
-        self.rejected.load(Ordering::Relaxed)
+        self.counts.rejected.load(Ordering::Relaxed)
+    }
+
+    pub fn dropped_connections(&self) -> u64 {
+        self.counts.dropped.load(Ordering::Relaxed)
     }
 
     pub fn local_address(&self) -> Option<(String, i32)> {
@@ -125,15 +150,23 @@ impl Net {
                     return;
                 }
             };
+            if listener
+                .options
+                .max_connections
+                .is_some_and(|max| listener.counts.open.load(Ordering::Relaxed) >= max)
+            {
+                // Closed as it is dropped: the peer sees the connection end at once.
+                listener.counts.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             let Some(id) = services.slots().allocate() else { continue };
             if services.poller().watch(socket.as_fd(), id.index as usize, READABLE, Trigger::Level).is_err() {
                 services.slots().release(id);
                 continue;
             }
             let io = Arc::new(SocketIo::new(socket, listener.tls.is_some()));
-            let mut stream =
-                Stream::accepted(id, io, listener_id, listener.tls.as_ref(), Arc::clone(&listener.rejected));
-            stream.begin_accepted(services, remote, listener.accepted_local.clone());
+            let mut stream = Stream::accepted(id, io, listener_id, &listener);
+            stream.begin_accepted(services, remote, listener.accepted_local.clone(), listener.options.proxy);
             self.streams.insert(id, stream);
         }
     }

@@ -4,7 +4,7 @@
 //! One file per concern: `io` (what both threads share of a socket, the direct write path),
 //! `stream` (a connected socket: read, drain, end, close), `tls` (the TLS transport of a
 //! stream), `connect` (name lookups, address fallback), `listener` (listening, accepting, the
-//! pre-open stage of accepted sockets). The loop thread routes poller reports, commands and
+//! pre-open stage of accepted sockets), `preamble` (reading their PROXY protocol header). The loop thread routes poller reports, commands and
 //! timeouts of socket handles here; this module reaches the loop only through [`Services`].
 //!
 //! A stream never removes itself from the table: a step that finishes it marks it, and
@@ -14,6 +14,7 @@ mod api;
 mod connect;
 mod io;
 mod listener;
+mod preamble;
 mod stream;
 mod tls;
 

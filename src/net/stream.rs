@@ -9,19 +9,22 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::io::{errno_of, SocketIo, FIN_SENT};
+use super::listener::{ListenerCounts, ListenerIo};
+use super::preamble::Preamble;
 use super::ClientTls;
 use crate::event_loop::batch::{open_payload, EventKind};
 use crate::event_loop::poller::{Poller, Trigger};
 use crate::event_loop::services::Services;
 use crate::event_loop::timeouts::{ArmedTimeouts, TimeoutKind};
 use crate::event_loop::{lock, SlotId, READABLE, WRITABLE};
+use crate::proxy::Expect;
 use crate::sys::{self, SockAddr};
-use crate::tls::{TlsContext, TlsFailure, TlsSession};
+use crate::tls::{TlsFailure, TlsSession};
 
 /// Most bytes read from one socket per loop iteration, so one busy peer cannot starve the rest.
 const READ_BUDGET_PER_SOCKET: usize = 1 << 20;
@@ -67,8 +70,12 @@ pub(crate) struct Stream {
     pub(super) client: bool,
     /// The listener that accepted it (its `Open` names it).
     pub(super) listener: Option<SlotId>,
-    /// That listener's count of connections closed before `Open`.
-    rejections: Option<Arc<AtomicU64>>,
+    /// What that listener counts (open connections, the ones closed before `Open`).
+    counts: Option<Arc<ListenerCounts>>,
+    /// An accepted connection's PROXY protocol header, until it has been read.
+    pub(super) preamble: Option<Box<Preamble>>,
+    /// The addresses a PROXY header reported (remote, local), for `Open` to announce.
+    pub(super) proxied_addresses: Option<((String, i32), (String, i32))>,
     /// A TLS connect's configuration, until the TCP connection opens.
     pub(super) client_tls: Option<ClientTls>,
     pub(super) transport: Transport,
@@ -102,7 +109,9 @@ impl Stream {
             source: None,
             client: true,
             listener: None,
-            rejections: None,
+            counts: None,
+            preamble: None,
+            proxied_addresses: None,
             client_tls: None,
             transport: Transport::Plain,
             announced: false,
@@ -125,39 +134,44 @@ impl Stream {
         stream
     }
 
-    /// A connection `listener` accepted (registered for input); with `tls`, a TLS server.
+    /// A connection the listener `listener_id` accepted (registered for input); a TLS server
+    /// if the listener is a TLS one.
     pub(super) fn accepted(
         id: SlotId,
         io: Arc<SocketIo>,
-        listener: SlotId,
-        tls: Option<&Arc<TlsContext>>,
-        rejections: Arc<AtomicU64>,
+        listener_id: SlotId,
+        listener: &ListenerIo,
     ) -> Stream {
         let mut stream = Stream::new(id, Phase::Open, Some(io), READABLE);
         stream.client = false;
-        stream.listener = Some(listener);
-        stream.rejections = Some(rejections);
-        if let Some(context) = tls {
+        stream.listener = Some(listener_id);
+        listener.counts.open.fetch_add(1, Ordering::Relaxed);
+        stream.counts = Some(Arc::clone(&listener.counts));
+        if let Some(context) = &listener.tls {
             stream.transport = Transport::Tls(Box::new(TlsSession::server(Arc::clone(context))));
         }
         stream
     }
 
     /// The pre-open stage of an accepted connection: everything between accept and `Open`.
-    /// A TLS server handshakes first (JavaScript hears of it once that completed, within the
-    /// handshake timeout); a plain socket opens at once. A stage that reads a preamble before
-    /// either (the PROXY protocol header) belongs here, before the transport starts.
+    /// With `proxy`, the PROXY header comes first (`preamble.rs`); then a TLS server handshakes
+    /// (JavaScript hears of it once that completed); a plain socket opens at once. The
+    /// handshake timeout bounds the header and the handshake together.
     pub(super) fn begin_accepted(
         &mut self,
         services: &mut Services,
         remote: SockAddr,
         local: Option<(String, i32)>,
+        proxy: Option<Expect>,
     ) {
-        if self.is_tls() {
+        if proxy.is_some() || self.is_tls() {
             let timeout = Some(TLS_HANDSHAKE_TIMEOUT);
             self.set_timeout(services, TimeoutKind::Short, timeout, HANDSHAKE_TIMEOUT_STAMP);
-        } else {
-            self.announce_open(services, Some(remote), local);
+        }
+        match proxy {
+            Some(expect) => self.preamble = Some(Box::new(Preamble::new(expect, remote, local))),
+            None if !self.is_tls() => self.announce_open(services, Some(remote), local),
+            None => {}
         }
     }
 
@@ -302,6 +316,10 @@ impl Stream {
         if !matches!(self.phase, Phase::Open) {
             return;
         }
+        if self.preamble.is_some() {
+            self.read_preamble(services, &io, recv_buffer);
+            return;
+        }
         if self.peer_finished || self.paused || self.choosing_name() {
             // Not watching input, so this is an error or a hang-up, which epoll always reports.
             self.hang_up(services, &io);
@@ -425,8 +443,13 @@ impl Stream {
         }
         let describe =
             |addr: io::Result<SockAddr>| addr.map(|addr| sys::describe_address(&addr)).unwrap_or_default();
-        let remote = describe(remote.map_or_else(|| io.socket.peer_addr(), Ok));
-        let local = local.unwrap_or_else(|| describe(io.socket.local_addr()));
+        let (remote, local) = match self.proxied_addresses.take() {
+            Some(addresses) => addresses,
+            None => (
+                describe(remote.map_or_else(|| io.socket.peer_addr(), Ok)),
+                local.unwrap_or_else(|| describe(io.socket.local_addr())),
+            ),
+        };
         let payload = open_payload(self.listener, &remote, &local);
         lock(&services.shared.opened).push((self.id, io, self.client));
         self.announced = true;
@@ -492,13 +515,13 @@ impl Stream {
             self.fail_connect(services, errno);
             return;
         }
+        if let Some(counts) = self.counts.as_ref().filter(|_| !self.announced) {
+            counts.rejected.fetch_add(1, Ordering::Relaxed);
+        }
         self.forget(services);
         if self.announced {
             services.events.push(EventKind::Close, self.id.index, self.id.generation, errno as u32);
         } else {
-            if let Some(rejections) = &self.rejections {
-                rejections.fetch_add(1, Ordering::Relaxed);
-            }
             services.slots().release(self.id);
         }
     }
@@ -511,6 +534,9 @@ impl Stream {
     /// Drops the loop's part of the socket (its fd closes once JavaScript lets go too) and
     /// marks it finished.
     pub(super) fn forget(&mut self, services: &mut Services) {
+        if let Some(counts) = self.counts.take() {
+            counts.open.fetch_sub(1, Ordering::Relaxed);
+        }
         services.timeouts.clear(&mut self.timeouts, self.id.index);
         if let Some(io) = self.io.take() {
             io.kill();
