@@ -72,6 +72,16 @@ export declare class LoopCore {
   socketFd(id: number): number
   /** JavaScript closed the socket (or cancelled its connect). */
   closeSocket(id: number): void
+  /** `socket.terminate()`: an abortive close (the peer sees a reset). */
+  terminateSocket(id: number): void
+  /** TCP keep-alive after `delay_seconds` of idleness (a whole number >= 1), or off (0). */
+  setKeepAlive(id: number, delaySeconds: number): void
+  setNoDelay(id: number, on: boolean): void
+  /**
+   * The kernel's view of a TCP socket's options, for the specs (undefined for Unix sockets
+   * or once closed).
+   */
+  tcpOptions(id: number): TcpOptionsOutput | null
   /** JavaScript dispatched the loop's close or connect error of the socket. */
   releaseSocket(id: number): void
   /**
@@ -126,6 +136,14 @@ export interface ProxyInfo {
   destinationPort?: number
   tlvTypes: Array<number>
   tlvValues: Array<Buffer>
+}
+
+export interface TcpOptionsOutput {
+  keepAlive: boolean
+  keepAliveIdleSeconds: number
+  keepAliveIntervalSeconds: number
+  keepAliveProbes: number
+  noDelay: boolean
 }
 
 /** The `code` and message of a TLS failure code from a close or connect-error record. */

@@ -241,6 +241,12 @@ export interface SocketContextOptions {
    * on TLS sockets `write()` takes at most up to it. Integer >= 1. Default 65536 (64 KiB).
    */
   highWaterMark?: number
+  /**
+   * TCP keep-alive for every socket the context accepts or connects, set when it opens (as
+   * `socket.setKeepAlive(true, initialDelaySeconds)`): `true` is a 60 s delay. Default off.
+   * Unix sockets: nothing to do. `createChild` inherits it unless told otherwise.
+   */
+  keepAlive?: boolean | { initialDelaySeconds?: number }
 }
 
 /** Options of `context.listen()` / `listenUnix()`, beside the numbers `LISTEN_DEFAULT` / `LISTEN_EXCLUSIVE_PORT`. */
@@ -600,4 +606,21 @@ export declare class Socket {
    * calling code returns (a close that came in meanwhile runs after the held data).
    */
   resume(): void
+  /**
+   * TCP keep-alive: SO_KEEPALIVE with the first probe after `initialDelaySeconds` (integer
+   * seconds, 1 to 32767; default 60) of idleness (TCP_KEEPIDLE), then one every 10 s
+   * (TCP_KEEPINTVL); after 3 unanswered (TCP_KEEPCNT) the kernel gives up and the socket ends
+   * in `onClose` with `ETIMEDOUT`. A dead peer is so noticed at most `initialDelaySeconds + 30`
+   * seconds after the last traffic. `false` turns it off. Unix sockets and closed sockets:
+   * nothing to do. Returns the socket.
+   */
+  setKeepAlive(enable: boolean, initialDelaySeconds?: number): this
+  /** TCP_NODELAY on (the default from the start, as in uSockets) or off (Nagle). Unix and closed sockets: nothing to do. Returns the socket. */
+  setNoDelay(noDelay?: boolean): this
+  /**
+   * An abortive close (SO_LINGER 0): data not yet sent is dropped and the peer sees a reset
+   * (`ECONNRESET`) instead of an orderly end. As with `close(code, reason)`, `onClose(socket,
+   * code, reason)` runs before it returns; idempotent.
+   */
+  terminate(code?: number, reason?: any): void
 }

@@ -63,6 +63,8 @@ const kDispatch = Symbol('usockets.dispatch')
 const kCloseByLoop = Symbol('usockets.closeByLoop')
 const kAccept = Symbol('usockets.accept')
 const kContextState = Symbol('usockets.contextState')
+// Registered (Symbol.for), so that the specs can read a socket's TCP options without an export.
+const kTcpOptions = Symbol.for('usockets-rs.tcpOptions')
 
 // --- argument checks: Node's codes and wording -----------------------------------------------
 
@@ -117,6 +119,22 @@ function validateOptions(value, name) {
 }
 
 const MAX_BACKLOG = 2 ** 31 - 1
+// TCP keep-alive: the default idle delay, and Linux's largest TCP_KEEPIDLE (seconds).
+const DEFAULT_KEEPALIVE_SECONDS = 60
+const MAX_KEEPALIVE_SECONDS = 32767
+
+function validateKeepAliveDelay(seconds, name) {
+  validateInteger(seconds, name, 1, MAX_KEEPALIVE_SECONDS)
+  return seconds
+}
+
+/** The context option `keepAlive`: true, false, or { initialDelaySeconds }; seconds, 0 for off. */
+function keepAliveOption(keepAlive) {
+  if (keepAlive === undefined || keepAlive === false) return 0
+  if (keepAlive === true) return DEFAULT_KEEPALIVE_SECONDS
+  const { initialDelaySeconds = DEFAULT_KEEPALIVE_SECONDS } = validateOptions(keepAlive, 'options.keepAlive')
+  return validateKeepAliveDelay(initialDelaySeconds, 'options.keepAlive.initialDelaySeconds')
+}
 
 /**
  * `listen`'s options: LISTEN_DEFAULT / LISTEN_EXCLUSIVE_PORT, or an object of them, as the
@@ -762,8 +780,9 @@ class SocketContext {
    */
   constructor(loop, options) {
     loop = loopArgument(loop)
-    const { tls, highWaterMark = DEFAULT_HIGH_WATER_MARK } = validateOptions(options, 'options')
+    const { tls, highWaterMark = DEFAULT_HIGH_WATER_MARK, keepAlive } = validateOptions(options, 'options')
     validateInteger(highWaterMark, 'options.highWaterMark', 1, 2 ** 32)
+    const keepAliveSeconds = keepAliveOption(keepAlive)
     const state = loop[kState]
     state.checkOpen()
     const tlsCore = tls === undefined || tls === null ? null : new TlsContextCore(tlsArgument(tls, 'options.tls'))
@@ -773,6 +792,8 @@ class SocketContext {
         loop,
         state,
         highWaterMark,
+        /** TCP keep-alive delay (seconds) for every socket it opens, or 0 for none. */
+        keepAliveSeconds,
         /** The TLS configuration (shared with children), or null for plain TCP / Unix. */
         tls: tlsCore,
         /** SNI pattern -> ext, shared with children like the configuration. */
@@ -906,8 +927,10 @@ class SocketContext {
 
   /** Same loop and TLS configuration (with its server names), own handlers. */
   createChild(options) {
-    const { highWaterMark = this[kContextState].highWaterMark } = validateOptions(options, 'options')
-    const child = new SocketContext(this.loop, { highWaterMark })
+    const parent = this[kContextState]
+    const { highWaterMark = parent.highWaterMark, keepAlive = parent.keepAliveSeconds > 0 && { initialDelaySeconds: parent.keepAliveSeconds } } =
+      validateOptions(options, 'options')
+    const child = new SocketContext(this.loop, { highWaterMark, keepAlive })
     child[kContextState].tls = this[kContextState].tls
     child[kContextState].serverNames = this[kContextState].serverNames
     return child
@@ -1220,6 +1243,40 @@ class Socket {
     }
   }
 
+  /**
+   * TCP keep-alive (SO_KEEPALIVE) with probes after `initialDelaySeconds` of idleness
+   * (TCP_KEEPIDLE, in seconds), every 10 s, 3 unanswered ones ending the connection (ETIMEDOUT).
+   * Unix sockets and closed ones: nothing to do.
+   */
+  setKeepAlive(enable, initialDelaySeconds = DEFAULT_KEEPALIVE_SECONDS) {
+    if (typeof enable !== 'boolean') throw invalidArgType('enable', 'of type boolean', enable)
+    validateKeepAliveDelay(initialDelaySeconds, 'initialDelaySeconds')
+    if (!this.#closed && !this.#state.closed) this.#state.core.setKeepAlive(this.#id, enable ? initialDelaySeconds : 0)
+    return this
+  }
+
+  /** TCP_NODELAY (on from the start, as in uSockets). Unix sockets and closed ones: nothing to do. */
+  setNoDelay(noDelay = true) {
+    if (typeof noDelay !== 'boolean') throw invalidArgType('noDelay', 'of type boolean', noDelay)
+    if (!this.#closed && !this.#state.closed) this.#state.core.setNoDelay(this.#id, noDelay)
+    return this
+  }
+
+  /** An abortive close (SO_LINGER 0): unsent data is dropped, the peer sees a reset. Like close(), onClose runs before it returns. */
+  terminate(code = 0, reason = undefined) {
+    validateInteger(code, 'code', -(2 ** 31), 2 ** 31 - 1)
+    if (this.#closed || this.#state.closed) return
+    const wasOpen = this.#established
+    this.#forget()
+    this.#state.core.terminateSocket(this.#id)
+    if (wasOpen) this.#context[kContextState].handlers.onClose(this, code, reason)
+  }
+
+  /** For the specs: the kernel's keep-alive and Nagle options of a TCP socket (see binding tcpOptions). */
+  [kTcpOptions]() {
+    return this.#closed || this.#state.closed ? undefined : (this.#state.core.tcpOptions(this.#id) ?? undefined)
+  }
+
   pause() {
     if (this.#closed || this.#state.closed || this.#paused) return
     this.#paused = true
@@ -1323,6 +1380,8 @@ class Socket {
         this.#established = true
         if (this.#tls) this.#tlsInfo = this.#state.core.tlsInfo(this.#id) ?? null
         if (this.#proxied) this.#proxy = proxyDetails(this.#state.core.proxyInfo(this.#id))
+        const { keepAliveSeconds } = this.#context[kContextState]
+        if (keepAliveSeconds > 0 && this.#remotePort !== -1) this.#state.core.setKeepAlive(this.#id, keepAliveSeconds)
         handlers.onOpen(this, records[at + 4] === OPENED_BY_CONNECT, opened.remoteAddress)
         break
       }

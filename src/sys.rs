@@ -46,6 +46,7 @@ use socket2::{Domain, Protocol, Type};
 pub use socket2::{SockAddr, Socket};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::time::Duration;
 
 /// The accept queue's length unless a listener asks for another (uSockets' too).
 pub const LISTEN_BACKLOG: i32 = 512;
@@ -95,6 +96,45 @@ pub fn listen_unix(path: &Path, backlog: Option<u32>) -> io::Result<Socket> {
     socket.bind(&SockAddr::unix(path)?)?;
     socket.listen(backlog_of(backlog))?;
     Ok(socket)
+}
+
+/// How often a keep-alive probe repeats once the connection has been idle for its delay, and
+/// how many go unanswered before the kernel gives up (the socket then fails with ETIMEDOUT):
+/// a dead peer is noticed at most `delay + KEEPALIVE_INTERVAL * KEEPALIVE_PROBES` after the last
+/// traffic (60 s + 30 s by default).
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+pub const KEEPALIVE_PROBES: u32 = 3;
+
+/// Turns TCP keep-alive on with probes after `delay` of idleness (TCP_KEEPIDLE, in whole
+/// seconds), or off (`None`).
+pub fn set_keepalive(socket: &Socket, delay: Option<Duration>) -> io::Result<()> {
+    match delay {
+        Some(delay) => {
+            let params = socket2::TcpKeepalive::new()
+                .with_time(delay)
+                .with_interval(KEEPALIVE_INTERVAL)
+                .with_retries(KEEPALIVE_PROBES);
+            socket.set_tcp_keepalive(&params)
+        }
+        None => socket.set_keepalive(false),
+    }
+}
+
+/// What the socket's keep-alive and Nagle options are, as the kernel reports them:
+/// (SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_NODELAY).
+pub fn tcp_options(socket: &Socket) -> io::Result<(bool, Duration, Duration, u32, bool)> {
+    Ok((
+        socket.keepalive()?,
+        socket.tcp_keepalive_time()?,
+        socket.tcp_keepalive_interval()?,
+        socket.tcp_keepalive_retries()?,
+        socket.tcp_nodelay()?,
+    ))
+}
+
+/// Makes the socket's close abortive: the peer gets a reset, unsent data is dropped.
+pub fn set_abortive_close(socket: &Socket) -> io::Result<()> {
+    socket.set_linger(Some(Duration::ZERO))
 }
 
 /// Accepts one pending connection: `None` when there is none (EAGAIN). Connection errors that

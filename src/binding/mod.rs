@@ -163,6 +163,15 @@ impl ListenOptionsInput {
 }
 
 #[napi(object)]
+pub struct TcpOptionsOutput {
+    pub keep_alive: bool,
+    pub keep_alive_idle_seconds: f64,
+    pub keep_alive_interval_seconds: f64,
+    pub keep_alive_probes: u32,
+    pub no_delay: bool,
+}
+
+#[napi(object)]
 pub struct ListenerCountsOutput {
     pub rejected: f64,
     pub dropped: f64,
@@ -661,6 +670,47 @@ impl LoopCore {
     #[napi]
     pub fn close_socket(&self, id: f64) {
         self.if_running(|event_loop| event_loop.close_socket(&mut self.js.borrow_mut(), slot(id)));
+    }
+
+    /// `socket.terminate()`: an abortive close (the peer sees a reset).
+    #[napi]
+    pub fn terminate_socket(&self, id: f64) {
+        self.if_running(|event_loop| event_loop.terminate_socket(&mut self.js.borrow_mut(), slot(id)));
+    }
+
+    /// TCP keep-alive after `delay_seconds` of idleness (a whole number >= 1), or off (0).
+    #[napi]
+    pub fn set_keep_alive(&self, id: f64, delay_seconds: u32) -> Result<()> {
+        let delay = (delay_seconds > 0).then(|| Duration::from_secs(u64::from(delay_seconds)));
+        match &self.event_loop {
+            Some(event_loop) => {
+                event_loop.set_keepalive(&self.js.borrow(), slot(id), delay).map_err(js_error)
+            }
+            None => Ok(()),
+        }
+    }
+
+    #[napi]
+    pub fn set_no_delay(&self, id: f64, on: bool) -> Result<()> {
+        match &self.event_loop {
+            Some(event_loop) => event_loop.set_nodelay(&self.js.borrow(), slot(id), on).map_err(js_error),
+            None => Ok(()),
+        }
+    }
+
+    /// The kernel's view of a TCP socket's options, for the specs (undefined for Unix sockets
+    /// or once closed).
+    #[napi]
+    pub fn tcp_options(&self, id: f64) -> Option<TcpOptionsOutput> {
+        let (keep_alive, idle, interval, probes, no_delay) =
+            self.event_loop.as_ref()?.tcp_options(&self.js.borrow(), slot(id))?;
+        Some(TcpOptionsOutput {
+            keep_alive,
+            keep_alive_idle_seconds: idle.as_secs() as f64,
+            keep_alive_interval_seconds: interval.as_secs() as f64,
+            keep_alive_probes: probes,
+            no_delay,
+        })
     }
 
     /// JavaScript dispatched the loop's close or connect error of the socket.

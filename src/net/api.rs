@@ -6,6 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, RawFd};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{ClientTls, ConnectTarget, ListenOptions, ListenerIo, SocketCommand, SocketTimeout};
 use crate::error::Result;
@@ -169,6 +170,35 @@ impl EventLoop {
     /// What the TLS handshake of an open socket settled (None for plain sockets).
     pub fn tls_info(&self, js: &JsSide, id: SlotId) -> Option<TlsInfo> {
         js.sockets.get(id)?.tls_info().cloned()
+    }
+
+    /// TCP keep-alive after `delay` of idleness, or off; a no-op for Unix sockets and closed ones.
+    pub fn set_keepalive(&self, js: &JsSide, id: SlotId, delay: Option<Duration>) -> Result<()> {
+        match js.sockets.get(id).filter(|io| !io.is_unix()) {
+            Some(io) => Ok(sys::set_keepalive(&io.socket, delay)?),
+            None => Ok(()),
+        }
+    }
+
+    /// TCP_NODELAY on or off; a no-op for Unix sockets and closed ones.
+    pub fn set_nodelay(&self, js: &JsSide, id: SlotId, on: bool) -> Result<()> {
+        match js.sockets.get(id).filter(|io| !io.is_unix()) {
+            Some(io) => Ok(io.socket.set_tcp_nodelay(on)?),
+            None => Ok(()),
+        }
+    }
+
+    /// The keep-alive and Nagle options of a TCP socket (see [`sys::tcp_options`]).
+    pub fn tcp_options(&self, js: &JsSide, id: SlotId) -> Option<(bool, Duration, Duration, u32, bool)> {
+        js.sockets.get(id).filter(|io| !io.is_unix()).and_then(|io| sys::tcp_options(&io.socket).ok())
+    }
+
+    /// Closes the socket abortively: the peer sees a reset once the descriptor closes.
+    pub fn terminate_socket(&self, js: &mut JsSide, id: SlotId) {
+        if let Some(io) = js.sockets.get(id) {
+            let _ = sys::set_abortive_close(&io.socket);
+        }
+        self.close_socket(js, id);
     }
 
     /// The PROXY protocol header an accepted socket began with (None without one).

@@ -73,6 +73,12 @@ impl SocketIo {
         self.tls_info.get()
     }
 
+    /// A Unix socket (TCP options mean nothing there). Asks the kernel: only option setters
+    /// need it.
+    pub fn is_unix(&self) -> bool {
+        self.socket.domain().is_ok_and(|domain| domain == socket2::Domain::UNIX)
+    }
+
     /// The PROXY header the connection began with (None without one, or before `Open`).
     pub fn proxy_header(&self) -> Option<&Header> {
         self.proxy_header.get()
