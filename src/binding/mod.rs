@@ -22,6 +22,8 @@ use crate::event_loop::{EventLoop, JsSide, LoopConfig, SlotId};
 use crate::net::{ClientTls, ConnectTarget, ListenOptions, SocketTimeout};
 use crate::tls::{ConfigError, MinVersion, TlsContext, TlsFailure, TlsOptions};
 
+mod wire;
+
 /// The string `code` a JavaScript error carries (`'EPERM'`, `'ERR_LOOP_CLOSED'`, ...).
 pub struct ErrorCode(&'static str);
 
