@@ -8,18 +8,17 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 
+import { type ListenSocket, type Loop, type Socket, SocketContext, type SocketContextOptions } from '../..'
+
 import { type FixtureResult, type Teardown, newLoop, runNodeProcess, sleep } from './util'
 
 /** The package root (what `require('..')` in a spec loads). */
 export const ROOT = path.join(__dirname, '..', '..')
 
-// index.d.ts may not declare the socket classes yet: the specs use an untyped view of the module.
-const usockets: any = require(ROOT)
-
 /** A fresh SocketContext on a fresh Loop; both closed when the test ends. */
-export function newContext(t: Teardown, options?: object): { loop: any; ctx: any } {
+export function newContext(t: Teardown, options?: SocketContextOptions): { loop: Loop; ctx: SocketContext } {
   const loop = newLoop(t)
-  const ctx = new usockets.SocketContext(loop, options)
+  const ctx = new SocketContext(loop, options)
   t.teardown(() => ctx.close())
   return { loop, ctx }
 }
@@ -188,7 +187,7 @@ export function once<T = unknown>(emitter: NodeJS.EventEmitter, event: string, m
 }
 
 /** `ctx` listens on 127.0.0.1 (an ephemeral port); a node:net client connects to that listener. */
-export async function listenAndConnect(t: Teardown, ctx: any): Promise<{ listener: any; client: net.Socket }> {
+export async function listenAndConnect(t: Teardown, ctx: SocketContext): Promise<{ listener: ListenSocket; client: net.Socket }> {
   const listener = ctx.listen('127.0.0.1', 0)
   const client = await nodeConnect(t, listener.port)
   return { listener, client }
@@ -200,7 +199,7 @@ export function pausedNodeServer(t: Teardown): Promise<NodeServer> {
 }
 
 /** The four addresses of `socket` (still readable in its onClose). */
-export function addressesOf(socket: any): { remoteAddress: string; remotePort: number; localAddress: string; localPort: number } {
+export function addressesOf(socket: Socket): { remoteAddress: string; remotePort: number; localAddress: string; localPort: number } {
   return {
     remoteAddress: socket.remoteAddress,
     remotePort: socket.remotePort,
@@ -300,7 +299,7 @@ export async function blackholePort(t: Teardown, holdMs = 15_000): Promise<numbe
 
 export interface TrackedEvent {
   event: 'open' | 'data' | 'writable' | 'end' | 'timeout' | 'longTimeout' | 'close' | 'connectError'
-  socket: any
+  socket: Socket
   args: any[]
   at: number
 }
@@ -308,7 +307,7 @@ export interface TrackedEvent {
 /** The assertions `Tracker.assertLifecycle` makes (a subset of ava's `t`). */
 export type LifecycleAsserts = { is: Function; true: Function; deepEqual: Function }
 
-export type Hooks = Partial<Record<TrackedEvent['event'], (socket: any, ...args: any[]) => void>>
+export type Hooks = Partial<Record<TrackedEvent['event'], (socket: Socket, ...args: any[]) => void>>
 
 /**
  * Installs every handler of `ctx` and records each call. `hooks` run after the record (a hook for
@@ -319,10 +318,10 @@ export class Tracker {
 
   constructor(
     /** The context whose handlers record (`connectTo` connects with it). */
-    readonly ctx: any,
+    readonly ctx: SocketContext,
     hooks: Hooks = {},
   ) {
-    const record = (event: TrackedEvent['event']) => (socket: any, ...args: any[]) => {
+    const record = (event: TrackedEvent['event']) => (socket: Socket, ...args: any[]) => {
       this.log.push({ event, socket, args, at: performance.now() })
       hooks[event]?.(socket, ...args)
     }
@@ -338,20 +337,20 @@ export class Tracker {
   }
 
   /** The event names recorded for `socket`, in order. */
-  events(socket: any): string[] {
+  events(socket: Socket): string[] {
     return this.log.filter((e) => e.socket === socket).map((e) => e.event)
   }
 
-  count(event: TrackedEvent['event'], socket?: any): number {
+  count(event: TrackedEvent['event'], socket?: Socket): number {
     return this.log.filter((e) => e.event === event && (socket === undefined || e.socket === socket)).length
   }
 
-  first(event: TrackedEvent['event'], socket?: any): TrackedEvent | undefined {
+  first(event: TrackedEvent['event'], socket?: Socket): TrackedEvent | undefined {
     return this.log.find((e) => e.event === event && (socket === undefined || e.socket === socket))
   }
 
   /** The `n`th (0-based) `event` (of `socket` if given), once it happened. */
-  async wait(event: TrackedEvent['event'], socket?: any, ms = 5000, n = 0): Promise<TrackedEvent> {
+  async wait(event: TrackedEvent['event'], socket?: Socket, ms = 5000, n = 0): Promise<TrackedEvent> {
     const matching = () => this.log.filter((e) => e.event === event && (socket === undefined || e.socket === socket))
     await until(() => matching().length > n, `${event} #${n + 1}`, ms)
     return matching()[n]
@@ -361,7 +360,7 @@ export class Tracker {
    * Connects the tracked context to `server` (on 127.0.0.1); resolves once an onOpen ran, with our
    * socket and the server's end of it.
    */
-  async connectTo(server: NodeServer): Promise<{ socket: any; peer: net.Socket }> {
+  async connectTo(server: NodeServer): Promise<{ socket: Socket; peer: net.Socket }> {
     const socket = this.ctx.connect('127.0.0.1', server.port)
     const peer = await server.next()
     await this.wait('open')
@@ -377,12 +376,12 @@ export class Tracker {
   }
 
   /** The bytes `socket` received so far, in order. */
-  received(socket: any): Buffer {
+  received(socket: Socket): Buffer {
     return Buffer.concat(this.log.filter((e) => e.event === 'data' && e.socket === socket).map((e) => e.args[0]))
   }
 
   /** The sockets seen, in the order of their first event. */
-  sockets(): any[] {
+  sockets(): Socket[] {
     return [...new Set(this.log.map((e) => e.socket))]
   }
 
