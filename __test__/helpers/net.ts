@@ -8,7 +8,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 
-import { type ListenSocket, type Loop, type Socket, SocketContext, type SocketContextOptions } from '../..'
+import { type ListenSocket, type Loop, type Socket, SocketContext, type SocketContextOptions, type SocketError } from '../..'
 
 import { type FixtureResult, type Teardown, newLoop, runNodeProcess, sleep } from './util'
 
@@ -297,17 +297,32 @@ export async function blackholePort(t: Teardown, holdMs = 15_000): Promise<numbe
   return port
 }
 
-export interface TrackedEvent {
-  event: 'open' | 'data' | 'writable' | 'end' | 'timeout' | 'longTimeout' | 'close' | 'connectError'
-  socket: Socket
-  args: any[]
-  at: number
+/** The arguments after the socket of each handler (index.d.ts, SocketContext). */
+export interface EventArgs {
+  open: [isClient: boolean, remoteAddress: string]
+  data: [data: Buffer]
+  writable: []
+  end: []
+  timeout: []
+  longTimeout: []
+  close: [code: number, reason: CloseReason]
+  connectError: [code: number, error: SocketError]
 }
+
+type EventName = keyof EventArgs
+
+/** What onClose gets as its reason: whatever close(code, reason) was given (index.d.ts). */
+type CloseReason = Parameters<Parameters<SocketContext['onClose']>[0]>[2]
+
+/** One handler call, as the Tracker recorded it. */
+export type TrackedEvent<E extends EventName = EventName> = {
+  [K in E]: { event: K; socket: Socket; args: EventArgs[K]; at: number }
+}[E]
 
 /** The assertions `Tracker.assertLifecycle` makes (a subset of ava's `t`). */
 export type LifecycleAsserts = { is: Function; true: Function; deepEqual: Function }
 
-export type Hooks = Partial<Record<TrackedEvent['event'], (socket: Socket, ...args: any[]) => void>>
+export type Hooks = { [E in EventName]?: (socket: Socket, ...args: EventArgs[E]) => void }
 
 /**
  * Installs every handler of `ctx` and records each call. `hooks` run after the record (a hook for
@@ -321,10 +336,14 @@ export class Tracker {
     readonly ctx: SocketContext,
     hooks: Hooks = {},
   ) {
-    const record = (event: TrackedEvent['event']) => (socket: Socket, ...args: any[]) => {
-      this.log.push({ event, socket, args, at: performance.now() })
-      hooks[event]?.(socket, ...args)
-    }
+    const record =
+      <E extends EventName>(event: E) =>
+      (socket: Socket, ...args: EventArgs[E]) => {
+        // TypeScript cannot pair `event` with `args` through E by itself.
+        this.log.push({ event, socket, args, at: performance.now() } as TrackedEvent)
+        const hook = hooks[event] as ((socket: Socket, ...args: EventArgs[E]) => void) | undefined
+        hook?.(socket, ...args)
+      }
     ctx
       .onOpen(record('open'))
       .onData(record('data'))
@@ -341,17 +360,17 @@ export class Tracker {
     return this.log.filter((e) => e.socket === socket).map((e) => e.event)
   }
 
-  count(event: TrackedEvent['event'], socket?: Socket): number {
+  count(event: EventName, socket?: Socket): number {
     return this.log.filter((e) => e.event === event && (socket === undefined || e.socket === socket)).length
   }
 
-  first(event: TrackedEvent['event'], socket?: Socket): TrackedEvent | undefined {
-    return this.log.find((e) => e.event === event && (socket === undefined || e.socket === socket))
+  first<E extends EventName>(event: E, socket?: Socket): TrackedEvent<E> | undefined {
+    return this.log.find((e) => e.event === event && (socket === undefined || e.socket === socket)) as TrackedEvent<E> | undefined
   }
 
   /** The `n`th (0-based) `event` (of `socket` if given), once it happened. */
-  async wait(event: TrackedEvent['event'], socket?: Socket, ms = 5000, n = 0): Promise<TrackedEvent> {
-    const matching = () => this.log.filter((e) => e.event === event && (socket === undefined || e.socket === socket))
+  async wait<E extends EventName>(event: E, socket?: Socket, ms = 5000, n = 0): Promise<TrackedEvent<E>> {
+    const matching = () => this.log.filter((e) => e.event === event && (socket === undefined || e.socket === socket)) as Array<TrackedEvent<E>>
     await until(() => matching().length > n, `${event} #${n + 1}`, ms)
     return matching()[n]
   }
@@ -368,7 +387,7 @@ export class Tracker {
   }
 
   /** Ends the node:net side `peer`; once an onClose ran (resolves with it), checks the lifecycle. */
-  async closeFromPeer(t: LifecycleAsserts, peer: net.Socket): Promise<TrackedEvent> {
+  async closeFromPeer(t: LifecycleAsserts, peer: net.Socket): Promise<TrackedEvent<'close'>> {
     peer.end()
     const close = await this.wait('close')
     this.assertLifecycle(t)
@@ -377,7 +396,7 @@ export class Tracker {
 
   /** The bytes `socket` received so far, in order. */
   received(socket: Socket): Buffer {
-    return Buffer.concat(this.log.filter((e) => e.event === 'data' && e.socket === socket).map((e) => e.args[0]))
+    return Buffer.concat(this.log.filter((e): e is TrackedEvent<'data'> => e.event === 'data' && e.socket === socket).map((e) => e.args[0]))
   }
 
   /** The sockets seen, in the order of their first event. */
