@@ -109,6 +109,55 @@ export declare class TlsContextCore {
   setAsksForNames(asks: boolean): void
 }
 
+/** The errno of a connect that closing its context or loop cancelled. */
+export declare const ERRNO_ECANCELED: number
+
+/** The errno of a Close record after a failed write (JavaScript names its syscall `write`). */
+export declare const ERRNO_EPIPE: number
+
+/** The loop closed a socket: `arg` is 0 (orderly) or the errno. */
+export declare const EVENT_CLOSE: number
+
+/** A connect failed: `arg` is the errno, or a negative libuv or TLS code, as an i32. */
+export declare const EVENT_CONNECT_ERROR: number
+
+/** Bytes arrived: the payload. */
+export declare const EVENT_DATA: number
+
+/** The peer finished sending (FIN). */
+export declare const EVENT_END: number
+
+/** A socket's long timeout expired: `arg` is the stamp it was armed with. */
+export declare const EVENT_LONG_TIMEOUT: number
+
+/** A socket opened (accepted or connected); the payload says by whom and its addresses. */
+export declare const EVENT_OPEN: number
+
+/** A poll's fd is ready: `arg` is the ready subset of its mask. */
+export declare const EVENT_POLL: number
+
+/** A TLS client asked for a name that no pattern matches; its handshake waits for JavaScript. */
+export declare const EVENT_SERVER_NAME: number
+
+/** A socket's timeout expired: `arg` is the stamp it was armed with. */
+export declare const EVENT_TIMEOUT: number
+
+/** A timer expired (`EventKind` in `src/event_loop/batch.rs` documents each kind). */
+export declare const EVENT_TIMER: number
+
+/** `wakeup()` was called. */
+export declare const EVENT_WAKEUP: number
+
+/** A socket can take more, or its send buffer drained. */
+export declare const EVENT_WRITABLE: number
+
+/**
+ * Batches of at least this many bytes reach JavaScript without a copy, as external memory
+ * counted twice against V8's (see `take_batch`); JavaScript takes the second count back when
+ * such a batch is collected.
+ */
+export declare const EXTERNAL_BATCH_BYTES: number
+
 export interface ListenerCountsOutput {
   rejected: number
   dropped: number
@@ -124,6 +173,27 @@ export interface ListenOptionsInput {
   proxyProtocol?: string
 }
 
+/** Open: where the remote address, then the local address, begin (UTF-8, to the payload's end). */
+export declare const OPEN_ADDRESSES: number
+
+/** Open: the local port (as i32: -1 for Unix sockets). */
+export declare const OPEN_LOCAL_PORT: number
+
+/** Open: the byte length of the remote address. */
+export declare const OPEN_REMOTE_LENGTH: number
+
+/** Open: the remote port (as i32: -1 for Unix sockets). */
+export declare const OPEN_REMOTE_PORT: number
+
+/** The listener word of an Open payload of a socket that connected rather than was accepted. */
+export declare const OPENED_BY_CONNECT: number
+
+/** Open and ServerName: the listening socket's generation. */
+export declare const PAYLOAD_LISTENER_GENERATION: number
+
+/** Open and ServerName: the listening socket's slot index ([`OPENED_BY_CONNECT`] for a connect). */
+export declare const PAYLOAD_LISTENER_INDEX: number
+
 /** A PROXY header for `socket.proxy` (index.js turns `tlvs` into a Map). */
 export interface ProxyInfo {
   version: number
@@ -138,6 +208,19 @@ export interface ProxyInfo {
   tlvValues: Array<Buffer>
 }
 
+/** Poll interest and readiness bit: readable. */
+export declare const READABLE: number
+
+/** ServerName: where the name the client asked for begins (to the payload's end). */
+export declare const SERVER_NAME_TEXT: number
+
+/**
+ * Handle ids pack a slot index below this under its generation (`src/event_loop/slots.rs`):
+ * `id = generation * SLOT_INDEX_RANGE + index`. A record's slot index and stamp (for sockets:
+ * the generation) make the id again.
+ */
+export declare const SLOT_INDEX_RANGE: number
+
 export interface TcpOptionsOutput {
   keepAlive: boolean
   keepAliveIdleSeconds: number
@@ -145,6 +228,12 @@ export interface TcpOptionsOutput {
   keepAliveProbes: number
   noDelay: boolean
 }
+
+/** Socket timeouts fire on ticks this many seconds apart. */
+export declare const TIMEOUT_GRANULARITY: number
+
+/** `arg` bit of a timer record: the timer's last expiry (it does not repeat). */
+export declare const TIMER_FINAL: number
 
 /** The `code` and message of a TLS failure code from a close or connect-error record. */
 export interface TlsFailureDescription {
@@ -175,3 +264,12 @@ export interface TlsSocketInfo {
   servername?: string
   peerCertificate?: Buffer
 }
+
+/** The negative libuv code of a ConnectError record whose name lookup failed (ENOTFOUND). */
+export declare const UV_ENOTFOUND: number
+
+/** Words in a record header. */
+export declare const WORDS_PER_EVENT: number
+
+/** Poll interest and readiness bit: writable. */
+export declare const WRITABLE: number

@@ -485,6 +485,8 @@ export declare class SocketContext {
  * accepting (the port is free when `close()` returns); open sockets stay.
  */
 export declare class ListenSocket {
+  /** Not constructible (throws a TypeError): listen sockets come from `listen()` and `listenUnix()`. */
+  private constructor()
   /** The bound port (-1 for Unix sockets). */
   readonly port: number
   /** The host given to `listen` (`''` for all interfaces), or the path for Unix sockets. */
@@ -511,6 +513,8 @@ export declare class ListenSocket {
  * the process alive. Not constructible: sockets come from `connect()` and accepts.
  */
 export declare class Socket {
+  /** Not constructible (throws a TypeError). */
+  private constructor()
   /** Any value the user wants to attach (`us_socket_ext`). Kept across `adoptSocket`. */
   ext: unknown
   /** The context whose handlers get this socket's events. */

@@ -2,20 +2,21 @@ import test, { type ExecutionContext } from 'ava'
 
 import { Loop, Timer, Poll, READABLE } from '..'
 
-import { lastJson, newLoop, rangeError, runFixture, sleep, typeError, waitFor } from './helpers/util'
+import { type Loose, lastJson, loose, looseClass, newLoop, rangeError, runFixture, sleep, typeError, waitFor } from './helpers/util'
 
 const cb = () => {}
 
-// The calls below pass wrong types on purpose: untyped views of the classes and handles.
-const AnyLoop: any = Loop
-const AnyTimer: any = Timer
-const AnyPoll: any = Poll
+// The calls below pass wrong types on purpose: views of the classes and handles that take any
+// arguments.
+const LooseLoop = looseClass(Loop)
+const LooseTimer = looseClass(Timer)
+const LoosePoll = looseClass(Poll)
 
 /** A fresh loop with a timer and a poll on it, all closed when the test ends. */
-function loopTimerPoll(t: ExecutionContext): { loop: Loop; timer: any; poll: any } {
+function loopTimerPoll(t: ExecutionContext): { loop: Loop; timer: Loose<Timer>; poll: Loose<Poll> } {
   const loop = newLoop(t)
-  const timer: any = new Timer(loop)
-  const poll: any = new Poll(loop)
+  const timer = loose(new Timer(loop))
+  const poll = loose(new Poll(loop))
   t.teardown(() => {
     timer.close()
     poll.close()
@@ -34,18 +35,18 @@ test('wrong types throw TypeError ERR_INVALID_ARG_TYPE naming the argument', (t)
   typeError(t, () => timer.set(cb, 1, 'b'), 'repeatMs')
   typeError(t, () => timer.set(cb, 1, null), 'repeatMs')
 
-  typeError(t, () => new AnyLoop({ maxPendingBytes: 'a' }), 'options.maxPendingBytes')
-  typeError(t, () => new AnyLoop({ spinMicroseconds: '50' }), 'options.spinMicroseconds')
-  typeError(t, () => new AnyLoop({ onWakeup: 1 }), 'options.onWakeup')
-  typeError(t, () => new AnyLoop('options'), 'options')
+  typeError(t, () => new LooseLoop({ maxPendingBytes: 'a' }), 'options.maxPendingBytes')
+  typeError(t, () => new LooseLoop({ spinMicroseconds: '50' }), 'options.spinMicroseconds')
+  typeError(t, () => new LooseLoop({ onWakeup: 1 }), 'options.onWakeup')
+  typeError(t, () => new LooseLoop('options'), 'options')
 
-  typeError(t, () => new AnyTimer(42), 'loop')
-  typeError(t, () => new AnyTimer({}), 'loop')
-  typeError(t, () => new AnyTimer('loop'), 'loop')
-  typeError(t, () => new AnyPoll(42), 'loop')
-  typeError(t, () => new AnyTimer(loop, { fallthrough: 'no' }), 'options.fallthrough')
-  typeError(t, () => new AnyPoll(loop, { fallthrough: 0 }), 'options.fallthrough')
-  typeError(t, () => new AnyPoll(loop, 'options'), 'options')
+  typeError(t, () => new LooseTimer(42), 'loop')
+  typeError(t, () => new LooseTimer({}), 'loop')
+  typeError(t, () => new LooseTimer('loop'), 'loop')
+  typeError(t, () => new LoosePoll(42), 'loop')
+  typeError(t, () => new LooseTimer(loop, { fallthrough: 'no' }), 'options.fallthrough')
+  typeError(t, () => new LoosePoll(loop, { fallthrough: 0 }), 'options.fallthrough')
+  typeError(t, () => new LoosePoll(loop, 'options'), 'options')
 
   typeError(t, () => poll.init('3'), 'fd')
   typeError(t, () => poll.init(), 'fd')
@@ -71,10 +72,10 @@ test('out-of-range numbers throw RangeError ERR_OUT_OF_RANGE naming the argument
   rangeError(t, () => poll.init(-1), 'fd')
   rangeError(t, () => poll.init(2.5), 'fd')
 
-  rangeError(t, () => new AnyLoop({ maxPendingBytes: 1 }), 'options.maxPendingBytes')
-  rangeError(t, () => new AnyLoop({ maxPendingBytes: -65536 }), 'options.maxPendingBytes')
-  rangeError(t, () => new AnyLoop({ spinMicroseconds: 10_001 }), 'options.spinMicroseconds')
-  rangeError(t, () => new AnyLoop({ spinMicroseconds: 0.5 }), 'options.spinMicroseconds')
+  rangeError(t, () => new LooseLoop({ maxPendingBytes: 1 }), 'options.maxPendingBytes')
+  rangeError(t, () => new LooseLoop({ maxPendingBytes: -65536 }), 'options.maxPendingBytes')
+  rangeError(t, () => new LooseLoop({ spinMicroseconds: 10_001 }), 'options.spinMicroseconds')
+  rangeError(t, () => new LooseLoop({ spinMicroseconds: 0.5 }), 'options.spinMicroseconds')
 })
 
 test('a call that throws on bad input changes nothing', async (t) => {
@@ -83,7 +84,7 @@ test('a call that throws on bad input changes nothing', async (t) => {
   let calls = 0
   timer.set(() => calls++, 10, 0)
   t.throws(() => timer.set(cb, -1, 0))
-  t.throws(() => timer.set('x' as any, 0, 0))
+  t.throws(() => loose(timer).set('x', 0, 0))
   t.throws(() => timer.set(cb, 5, 1.5))
   t.true(await waitFor(() => calls === 1), 'a rejected set() disarmed or replaced the timer')
   await sleep(30)

@@ -3,21 +3,19 @@
 // has, and which the C calls below us would cut the string at) is refused before any lookup.
 import net from 'node:net'
 
-import test from 'ava'
-
-import { SocketContext } from '..'
+import test, { type ExecutionContext } from 'ava'
 
 import { newContext, nodeConnect, once, tmpSocketPath } from './helpers/net'
 
-function invalidValue(t: any, fn: () => unknown, name: string): void {
-  const err = t.throws(fn, { instanceOf: TypeError }, `expected a TypeError naming '${name}'`)
+function invalidValue(t: ExecutionContext, fn: () => unknown, name: string): void {
+  const err = t.throws<TypeError & { code?: string }>(fn, { instanceOf: TypeError }, `expected a TypeError naming '${name}'`)
   t.is(err?.code, 'ERR_INVALID_ARG_VALUE', `code for '${name}'`)
   t.true((err?.message ?? '').includes(`'${name}'`), `message does not name '${name}': ${err?.message}`)
 }
 
 test('listen takes an IPv6 literal with or without brackets, as connect does', async (t) => {
   const { ctx } = newContext(t)
-  ctx.onData((socket: any, data: Buffer) => socket.send(data))
+  ctx.onData((socket, data) => socket.send(data))
   for (const host of ['[::1]', '::1']) {
     const listener = ctx.listen(host, 0)
     t.is(listener.host, host)
@@ -29,16 +27,16 @@ test('listen takes an IPv6 literal with or without brackets, as connect does', a
 })
 
 test('a host with a NUL is a TypeError ERR_INVALID_ARG_VALUE in listen and connect, not a failed lookup', (t) => {
-  const { ctx } = newContext(t) as { ctx: SocketContext }
+  const { ctx } = newContext(t)
   invalidValue(t, () => ctx.listen('127.0.0.1\0', 0), 'host')
   invalidValue(t, () => ctx.listen('local\0host', 0), 'host')
   invalidValue(t, () => ctx.connect('127.0.0.1\0', 1), 'host')
   invalidValue(t, () => ctx.connect('a\0b', 80), 'host')
-  invalidValue(t, () => ctx.connect('127.0.0.1', 80, { sourceHost: '127.0.0.1\0' } as any), 'options.sourceHost')
+  invalidValue(t, () => ctx.connect('127.0.0.1', 80, { sourceHost: '127.0.0.1\0' }), 'options.sourceHost')
 })
 
 test('a Unix path with a NUL is a TypeError ERR_INVALID_ARG_VALUE, and nothing is created at the cut-off path', (t) => {
-  const { ctx } = newContext(t) as { ctx: SocketContext }
+  const { ctx } = newContext(t)
   const path = tmpSocketPath(t)
   invalidValue(t, () => ctx.listenUnix(`${path}\0tail`), 'path')
   invalidValue(t, () => ctx.connectUnix(`${path}\0tail`), 'path')

@@ -6,12 +6,10 @@ import net from 'node:net'
 
 import test from 'ava'
 
+import { type ListenSocket, type Socket, SocketContext, Timer } from '..'
+
 import { type NodeServer, collect, deferred, newContext, nodeServer, runNode, until, withTimeout } from './helpers/net'
 import { type FixtureResult, busyWait, jsonSummary, newLoop, runNodeProcess, sleep } from './helpers/util'
-
-// index.d.ts may not declare the socket classes yet.
-const usockets: any = require('..')
-const { SocketContext, Timer } = usockets
 
 /** The file descriptors this process has open. */
 const fdCount = () => fs.readdirSync('/proc/self/fd').length
@@ -153,7 +151,7 @@ test.serial('closing connecting sockets right after the loop completed their con
   t.teardown(() => ctx.close())
   let opens = 0
   ctx.onOpen(() => opens++)
-  const timers: any[] = []
+  const timers: Timer[] = []
   t.teardown(() => {
     for (const timer of timers) timer.close()
   })
@@ -183,7 +181,7 @@ test.serial('a peer FIN while paused and shut down keeps the data before it: del
   const log: string[] = []
   let received = ''
   const paused = deferred()
-  ctx.onOpen((socket: any) => {
+  ctx.onOpen((socket: Socket) => {
     socket.pause()
     socket.write('bye')
     socket.shutdown()
@@ -193,15 +191,15 @@ test.serial('a peer FIN while paused and shut down keeps the data before it: del
       socket.resume()
     }, 200)
   })
-  ctx.onData((_socket: any, data: Buffer) => {
+  ctx.onData((_socket: Socket, data: Buffer) => {
     if (!log.includes('data')) log.push('data')
     received += data.toString()
   })
-  ctx.onEnd((socket: any) => {
+  ctx.onEnd((socket: Socket) => {
     log.push('end')
     socket.close()
   })
-  ctx.onClose((_socket: any, code: number) => log.push(`close:${code}`))
+  ctx.onClose((_socket: Socket, code: number) => log.push(`close:${code}`))
   const listener = ctx.listen('127.0.0.1', 0)
   // Half-open allowed: the peer still sends after our FIN reached it.
   const client = net.connect({ port: listener.port, host: '127.0.0.1', allowHalfOpen: true })
@@ -232,7 +230,7 @@ test.serial('data and the close that reach JS together with onOpen wait behind p
   const { ctx } = newContext(t)
   const log: string[] = []
   let closed = false
-  ctx.onOpen((socket: any) => {
+  ctx.onOpen((socket: Socket) => {
     // Open, Data, End and the loop's Close arrive in one batch while JS is busy (below).
     socket.pause()
     socket.write('bye')
@@ -242,12 +240,12 @@ test.serial('data and the close that reach JS together with onOpen wait behind p
       socket.resume()
     }, 200)
   })
-  ctx.onData((socket: any, data: Buffer) => log.push(`data:${data}`))
-  ctx.onEnd((socket: any) => {
+  ctx.onData((socket: Socket, data: Buffer) => log.push(`data:${data}`))
+  ctx.onEnd((socket: Socket) => {
     log.push('end')
     socket.close()
   })
-  ctx.onClose((socket: any, code: number) => {
+  ctx.onClose((socket: Socket, code: number) => {
     log.push(`close:${code}`)
     closed = true
   })
@@ -273,7 +271,7 @@ test.serial('resume() called during a batch does not reorder held-back data', as
   const { loop, ctx } = newContext(t)
   const got: string[] = []
   let ended = false
-  ctx.onOpen((socket: any) => {
+  ctx.onOpen((socket: Socket) => {
     setTimeout(() => {
       const timer = new Timer(loop)
       t.teardown(() => timer.close())
@@ -282,11 +280,11 @@ test.serial('resume() called during a batch does not reorder held-back data', as
       busyWait(700)
     }, 100)
   })
-  ctx.onData((socket: any, data: Buffer) => {
+  ctx.onData((socket: Socket, data: Buffer) => {
     got.push(data.toString())
     if (data.toString() === 'A1') socket.pause()
   })
-  ctx.onEnd((socket: any) => {
+  ctx.onEnd((socket: Socket) => {
     ended = true
     socket.close()
   })
@@ -323,7 +321,7 @@ test.serial('an accept queued for a listener that closed never reaches a listene
     ctxA.close()
     ctxB.close()
   })
-  let listenerB: any = null
+  let listenerB: ListenSocket | null = null
   t.teardown(() => listenerB?.close())
   let opensA = 0
   const opensB: number[] = []
@@ -332,7 +330,7 @@ test.serial('an accept queued for a listener that closed never reaches a listene
     // The second connect and the data of the first arrive while this thread is busy.
     if (opensA === 1) setTimeout(() => busyWait(800), 50)
   })
-  ctxB.onOpen((socket: any) => opensB.push(socket.localPort))
+  ctxB.onOpen((socket: Socket) => opensB.push(socket.localPort))
   const listenerA = ctxA.listen('127.0.0.1', 0)
   ctxA.onData(() => {
     if (listenerA.isClosed) return
@@ -427,7 +425,7 @@ test.serial('a sustained flow of data does not starve Node timers: delivery yiel
   let received = 0
   let receivedWhenTimerFired = -1
   const done = deferred()
-  ctx.onData((_socket: any, data: Buffer) => {
+  ctx.onData((_socket: Socket, data: Buffer) => {
     if (received === 0) {
       setTimeout(() => {
         receivedWhenTimerFired = received
@@ -438,8 +436,8 @@ test.serial('a sustained flow of data does not starve Node timers: delivery yiel
     if (received === total) done.resolve()
   })
   const listener = ctx.listen('127.0.0.1', 0)
-  const opened = deferred<any>()
-  ctx.onOpen((socket: any, isClient: boolean) => {
+  const opened = deferred<Socket>()
+  ctx.onOpen((socket: Socket, isClient: boolean) => {
     if (isClient) opened.resolve(socket)
   })
   ctx.connect('127.0.0.1', listener.port)

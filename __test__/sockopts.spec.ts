@@ -5,10 +5,21 @@ import { spawnSync } from 'node:child_process'
 
 import test from 'ava'
 
+import type { Socket, SocketContextOptions } from '..'
+
 import { Tracker, newContext, nodeConnect, once, tmpSocketPath } from './helpers/net'
+import { loose } from './helpers/util'
 
 const tcpOptions = Symbol.for('usockets-rs.tcpOptions')
-const optionsOf = (socket: any) => socket[tcpOptions]()
+/** What the binding's tcpOptions reports (undefined for Unix or closed sockets). */
+interface TcpOptions {
+  keepAlive: boolean
+  keepAliveIdleSeconds: number
+  keepAliveIntervalSeconds: number
+  keepAliveProbes: number
+  noDelay: boolean
+}
+const optionsOf = (socket: Socket) => (socket as unknown as Record<symbol, () => TcpOptions>)[tcpOptions]()
 
 test('context option keepAlive applies to accepted and connected sockets: SO_KEEPALIVE, TCP_KEEPIDLE in seconds, 10 s x 3 probes', async (t) => {
   const { ctx } = newContext(t, { keepAlive: { initialDelaySeconds: 30 } })
@@ -57,26 +68,27 @@ test('setKeepAlive and setNoDelay change the fd and return the socket; Unix and 
 
 test('setKeepAlive, setNoDelay and the keepAlive option refuse bad arguments, naming them', (t) => {
   const { ctx } = newContext(t)
-  const socket: any = ctx.connect('127.0.0.1', 9)
+  const socket = loose(ctx.connect('127.0.0.1', 9))
   const cases: Array<[() => unknown, typeof TypeError, string]> = [
     [() => socket.setKeepAlive('yes'), TypeError, 'enable'],
     [() => socket.setKeepAlive(true, 0), RangeError, 'initialDelaySeconds'],
     [() => socket.setKeepAlive(true, 1.5), RangeError, 'initialDelaySeconds'],
     [() => socket.setKeepAlive(true, 40000), RangeError, 'initialDelaySeconds'],
     [() => socket.setNoDelay(1), TypeError, 'noDelay'],
-    [() => newContext(t, { keepAlive: 5 }), TypeError, 'options.keepAlive'],
+    [() => newContext(t, { keepAlive: 5 } as unknown as SocketContextOptions), TypeError, 'options.keepAlive'],
     [() => newContext(t, { keepAlive: { initialDelaySeconds: 0 } }), RangeError, 'options.keepAlive.initialDelaySeconds'],
   ]
   for (const [fn, type, name] of cases) {
-    const err: any = t.throws(fn, { instanceOf: type })
-    t.true(err.message.includes(`"${name}"`), err.message)
+    const err = t.throws(fn, { instanceOf: type })
+    t.true(err?.message.includes(`"${name}"`), err?.message)
   }
   socket.close()
 })
 
-/** The TCP connections ss lists with `port` at either end (every state but closed). */
-function connectionsOn(port: number): string[] {
-  const ss = spawnSync('ss', ['-tanH', `( sport = :${port} or dport = :${port} )`], { encoding: 'utf8' })
+/** Either end of the loopback connection between ports `a` and `b` that ss lists (every state but closed). */
+function connectionsBetween(a: number, b: number): string[] {
+  const filter = `( sport = :${a} and dport = :${b} ) or ( sport = :${b} and dport = :${a} )`
+  const ss = spawnSync('ss', ['-tanH', filter], { encoding: 'utf8' })
   if (ss.status !== 0) throw new Error(`ss (iproute2) is needed here: ${ss.error}`)
   return ss.stdout.split('\n').filter((line) => line.trim() !== '')
 }
@@ -91,7 +103,7 @@ test('terminate(): the peer sees a reset, onClose runs before it returns', async
   socket.terminate()
   t.true(closedInside, 'onClose ran inside terminate()')
   t.true(socket.isClosed)
-  const err: any = await once(peer, 'error')
+  const err = await once<NodeJS.ErrnoException>(peer, 'error')
   t.is(err.code, 'ECONNRESET')
   socket.terminate()
   t.is(tracker.count('close'), 1, 'a second terminate is a no-op')
@@ -110,6 +122,6 @@ test('terminate() with data still queued drops it: no orderly close waits to sen
   // An orderly close would leave our end in FIN-WAIT (the data first) and the peer's in
   // ESTABLISHED; a reset removes both ends.
   await new Promise((resolve) => setTimeout(resolve, 200))
-  t.deepEqual(connectionsOn(peer.localPort!), [], 'no end of the connection is left')
+  t.deepEqual(connectionsBetween(peer.localPort ?? -1, listener.port), [], 'no end of the connection is left')
   peer.destroy()
 })

@@ -4,6 +4,8 @@ import net from 'node:net'
 
 import test from 'ava'
 
+import { LISTEN_DEFAULT, LISTEN_EXCLUSIVE_PORT, ListenSocket, Loop, Socket, SocketContext, TIMEOUT_GRANULARITY } from '..'
+
 import {
   Tracker,
   blackholePort,
@@ -26,10 +28,6 @@ import {
 } from './helpers/net'
 import { busyWait, isSettled, lastJson, newLoop, sleep } from './helpers/util'
 
-// index.d.ts may not declare the socket classes yet.
-const usockets: any = require('..')
-const { SocketContext, Socket, ListenSocket, LISTEN_DEFAULT, LISTEN_EXCLUSIVE_PORT, TIMEOUT_GRANULARITY } = usockets
-
 const MiB = 1024 * 1024
 
 // --- onOpen, addresses and ports ----------------------------------------------------------------
@@ -47,7 +45,7 @@ const acceptCases: Array<[string | null, string, string]> = [
 for (const [listenHost, peerHost, expected] of acceptCases) {
   test(`accept: listen(${JSON.stringify(listenHost)}) + node:net client from ${peerHost}: onOpen(socket, false, '${expected}'), ports and addresses`, async (t) => {
     const { ctx } = newContext(t)
-    const opened = deferred<any>()
+    const opened = deferred<{ socket: Socket; isClient: boolean; remoteAddress: string; isEstablished: boolean; isClosed: boolean; ext: unknown }>()
     const tracker = new Tracker(ctx, {
       open(socket, isClient, remoteAddress) {
         opened.resolve({
@@ -64,7 +62,7 @@ for (const [listenHost, peerHost, expected] of acceptCases) {
         closedView.resolve({ ...addressesOf(socket), isClosed: socket.isClosed })
       },
     })
-    const closedView = deferred<any>()
+    const closedView = deferred<Record<string, unknown>>()
     const listener = ctx.listen(listenHost, 0)
     t.true(listener instanceof ListenSocket)
     t.true(listener.port > 0 && listener.port < 65536)
@@ -79,10 +77,10 @@ for (const [listenHost, peerHost, expected] of acceptCases) {
     t.is(open.ext, undefined)
     t.is(socket.context, ctx)
     t.is(socket.remoteAddress, expected)
-    t.is(socket.remotePort, client.localPort)
+    t.is(socket.remotePort, client.localPort!)
     t.is(socket.localPort, listener.port)
-    t.is(socket.localPort, client.remotePort)
-    t.is(socket.localAddress, client.remoteAddress)
+    t.is(socket.localPort, client.remotePort!)
+    t.is(socket.localAddress, client.remoteAddress!)
     t.is(socket.localAddress, expected)
     t.true(socket.fd >= 0)
     t.false(socket.isTls)
@@ -108,8 +106,8 @@ for (const host of ['127.0.0.1', '::1']) {
   test(`connect: to a node:net server on ${host}: isEstablished false until onOpen(socket, true, '${host}'), ports and addresses`, async (t) => {
     const { ctx } = newContext(t)
     const server = await nodeServer(t, host)
-    const opened = deferred<any>()
-    const closedView = deferred<any>()
+    const opened = deferred<Record<string, unknown>>()
+    const closedView = deferred<Record<string, unknown>>()
     const tracker = new Tracker(ctx, {
       open(socket, isClient, remoteAddress) {
         opened.resolve({ isClient, remoteAddress, isEstablished: socket.isEstablished })
@@ -129,8 +127,8 @@ for (const host of ['127.0.0.1', '::1']) {
     t.true(socket.isEstablished)
     t.is(socket.remoteAddress, host)
     t.is(socket.remotePort, server.port)
-    t.is(socket.localAddress, peer.remoteAddress)
-    t.is(socket.localPort, peer.remotePort)
+    t.is(socket.localAddress, peer.remoteAddress!)
+    t.is(socket.localPort, peer.remotePort!)
 
     peer.end()
     const view = await withTimeout(closedView.promise, 5000, 'onClose')
@@ -303,7 +301,7 @@ test('write returns what the kernel took; after a partial write onWritable comes
   let outstandingPartial = false
   let spuriousWritable = 0
   let oversized = 0
-  const pump = (socket: any) => {
+  const pump = (socket: Socket) => {
     while (offset < payload.length) {
       const chunk = payload.subarray(offset, offset + CHUNK)
       const n = socket.write(chunk)
@@ -695,7 +693,7 @@ test('exactly one of onOpen / onConnectError per connect (mixed successes and fa
       socket.close()
     },
   })
-  const sockets: any[] = []
+  const sockets: Socket[] = []
   for (let i = 0; i < 30; i++) {
     const target = i % 3
     if (target === 0) sockets.push(ctx.connect('127.0.0.1', server.port))
@@ -803,7 +801,7 @@ test('connect sourceHost: the server sees that address (127.0.0.2 and 127.0.0.1)
     t.is(peer.remoteAddress, source)
     await tracker.wait('open', socket)
     t.is(socket.localAddress, source)
-    t.is(socket.localPort, peer.remotePort)
+    t.is(socket.localPort, peer.remotePort!)
     socket.close()
   }
 })
@@ -835,7 +833,7 @@ test('connect ext option sets socket.ext at once; it stays through onOpen, onDat
 test('timeout(1) fires onTimeout between 1 and 1 + TIMEOUT_GRANULARITY s, once, without closing; a re-armed timeout fires again', async (t) => {
   const { ctx } = newContext(t)
   const server = await nodeServer(t)
-  const armedAt = new Map<any, number>()
+  const armedAt = new Map<Socket, number>()
   const fired: Array<{ ext: string; elapsed: number }> = []
   const tracker = new Tracker(ctx, {
     open(socket) {
@@ -843,7 +841,7 @@ test('timeout(1) fires onTimeout between 1 and 1 + TIMEOUT_GRANULARITY s, once, 
       armedAt.set(socket, performance.now())
     },
     timeout(socket) {
-      fired.push({ ext: socket.ext, elapsed: performance.now() - armedAt.get(socket)! })
+      fired.push({ ext: socket.ext as string, elapsed: performance.now() - armedAt.get(socket)! })
       t.false(socket.isClosed)
       if (socket.ext === 'rearm' && fired.filter((f) => f.ext === 'rearm').length === 1) {
         socket.timeout(1)
@@ -1049,16 +1047,16 @@ test('randomised lifecycle (hammer): writes, sends, shutdowns, closes, pauses, a
     seed = (seed * 1103515245 + 12345) & 0x7fffffff
     return seed / 0x7fffffff
   }
-  const events = new Map<any, string[]>()
+  const events = new Map<Socket, string[]>()
   const violations: string[] = []
-  const record = (socket: any, event: string) => {
+  const record = (socket: Socket, event: string) => {
     let list = events.get(socket)
     if (list === undefined) events.set(socket, (list = []))
     if (list.includes('close') || list.includes('connectError')) violations.push(`${event} after ${list.join(',')}`)
     if (event === 'open' && list.length > 0) violations.push(`open after ${list.join(',')}`)
     list.push(event)
   }
-  const act = (socket: any) => {
+  const act = (socket: Socket) => {
     const r = random()
     if (r < 0.3) socket.write(Buffer.alloc(Math.floor(random() * 100_000), 1))
     else if (r < 0.5) socket.send(Buffer.alloc(Math.floor(random() * 200_000), 2))
@@ -1074,30 +1072,30 @@ test('randomised lifecycle (hammer): writes, sends, shutdowns, closes, pauses, a
   }
   for (const ctx of [ctxA, ctxB]) {
     ctx
-      .onOpen((socket: any) => {
+      .onOpen((socket: Socket) => {
         record(socket, 'open')
         act(socket)
       })
-      .onData((socket: any, data: Buffer) => {
+      .onData((socket: Socket, data: Buffer) => {
         if (data.length === 0) violations.push('empty onData')
         record(socket, 'data')
         act(socket)
       })
-      .onWritable((socket: any) => {
+      .onWritable((socket: Socket) => {
         record(socket, 'writable')
         act(socket)
       })
-      .onEnd((socket: any) => {
+      .onEnd((socket: Socket) => {
         record(socket, 'end')
         if (random() < 0.5) socket.close()
         else act(socket)
       })
-      .onTimeout((socket: any) => {
+      .onTimeout((socket: Socket) => {
         record(socket, 'timeout')
         socket.close()
       })
-      .onClose((socket: any) => record(socket, 'close'))
-      .onConnectError((socket: any) => record(socket, 'connectError'))
+      .onClose((socket: Socket) => record(socket, 'close'))
+      .onConnectError((socket: Socket) => record(socket, 'connectError'))
   }
   const listener = ctxA.listen('127.0.0.1', 0)
   const server = await nodeServer(t, '127.0.0.1', (peer) => {
@@ -1107,7 +1105,7 @@ test('randomised lifecycle (hammer): writes, sends, shutdowns, closes, pauses, a
     })
     setTimeout(() => peer.end(), random() * 300)
   })
-  const ours: any[] = []
+  const ours: Socket[] = []
   const nodeClients: net.Socket[] = []
   t.teardown(() => {
     for (const c of nodeClients) c.destroy()
@@ -1232,10 +1230,10 @@ test('context.close() closes listen sockets and fires onClose for every socket b
   const closedBeforeReturn: string[] = []
   const tracker = new Tracker(ctx, {
     close(socket) {
-      if (!returned) closedBeforeReturn.push(socket.ext)
+      if (!returned) closedBeforeReturn.push(socket.ext as string)
     },
     connectError(socket) {
-      if (!returned) closedBeforeReturn.push(socket.ext)
+      if (!returned) closedBeforeReturn.push(socket.ext as string)
     },
   })
   const l1 = ctx.listen('127.0.0.1', 0)
@@ -1284,9 +1282,9 @@ test('context.close() with a connecting socket: its connect ends in onConnectErr
 
 test('a context made without a loop uses Loop.default()', (t) => {
   const ctx = new SocketContext()
-  t.is(ctx.loop, usockets.Loop.default())
+  t.is(ctx.loop, Loop.default())
   const ctx2 = new SocketContext(null, { highWaterMark: 1 })
-  t.is(ctx2.loop, usockets.Loop.default())
+  t.is(ctx2.loop, Loop.default())
 })
 
 // --- liveness, loop.close, exceptions ----------------------------------------------------------------

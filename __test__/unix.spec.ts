@@ -4,16 +4,14 @@ import net from 'node:net'
 
 import test from 'ava'
 
-import { Tracker, collect, newContext, nodeConnect, once, randomBytes, sha256, tmpSocketPath, until } from './helpers/net'
+import { ListenSocket } from '..'
 
-// index.d.ts may not declare the socket classes yet.
-const usockets: any = require('..')
-const { ListenSocket } = usockets
+import { Tracker, collect, newContext, nodeConnect, once, randomBytes, sha256, tmpSocketPath, until } from './helpers/net'
 
 test('listenUnix: a node:net client echoes through it; ports are -1; the server side sees its path locally and an unnamed peer', async (t) => {
   const { ctx } = newContext(t)
   const socketPath = tmpSocketPath(t)
-  const views: any[] = []
+  const views: Array<Record<string, unknown>> = []
   const tracker = new Tracker(ctx, {
     open(socket, isClient, remoteAddress) {
       views.push({ isClient, remoteAddress, remotePort: socket.remotePort, localPort: socket.localPort, localAddress: socket.localAddress, remote: socket.remoteAddress })
@@ -106,6 +104,7 @@ test('connectUnix to our own listenUnix: both ends open, data flows both ways, b
   const client = ctx.connectUnix(socketPath)
   await until(() => tracker.count('data') >= 2, 'data both ways')
   const server = tracker.sockets().find((s) => s !== client)
+  if (server === undefined) return t.fail('no accepted socket')
   t.is(client.ext, 'from server')
   t.is(server.ext, 'from client')
   server.shutdown()
@@ -168,7 +167,7 @@ test('listenUnix on the same path again after its listener closed (same context,
   ctx.listenUnix(socketPath).close()
   t.notThrows(() => ctx.listenUnix(socketPath), 'listenUnix after listener.close()')
   ctx.close()
-  let again: any = null
+  let again: ListenSocket | null = null
   t.notThrows(() => {
     again = ctx.listenUnix(socketPath)
   }, 'listenUnix after context.close()')

@@ -23,3 +23,7 @@ pub mod tls;
 
 #[cfg(feature = "napi")]
 mod binding;
+// The wire contract's checks against the core run without Node too (`binding::wire` otherwise).
+#[cfg(all(test, not(feature = "napi")))]
+#[path = "binding/wire.rs"]
+mod wire;

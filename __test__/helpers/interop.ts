@@ -3,6 +3,8 @@
 // happened so that a spec can compare it with what the other peer (openssl, node:tls) saw.
 import { X509Certificate } from 'node:crypto'
 
+import type { ListenSocket, Loop, Socket, SocketContext, SocketError, TlsOptions } from '../..'
+
 import { Tracker, newContext, until } from './net'
 import { fixture } from './tls'
 import type { Teardown } from './util'
@@ -28,16 +30,16 @@ export function keyCert(name: string): { key: Buffer; cert: Buffer } {
 }
 
 export interface OpenedServerSocket {
-  socket: any
+  socket: Socket
   alpnProtocol: string | undefined
   servername: string | undefined
   peerCertificate: Buffer | undefined
 }
 
 export interface OurTlsServer {
-  loop: any
-  ctx: any
-  listener: any
+  loop: Loop
+  ctx: SocketContext
+  listener: ListenSocket
   port: number
   /** Every event of the server context. */
   tracker: Tracker
@@ -53,7 +55,7 @@ export interface OurTlsServer {
  * a false), and shuts its side down when the client ends. `sni` adds server names before it
  * listens.
  */
-export function ourTlsEchoServer(t: Teardown, tls: object, sni: Array<[string, object]> = []): OurTlsServer {
+export function ourTlsEchoServer(t: Teardown, tls: TlsOptions, sni: Array<[string, TlsOptions]> = []): OurTlsServer {
   const { loop, ctx } = newContext(t, { tls })
   for (const [pattern, options] of sni) ctx.addServerName(pattern, options)
   const opened: OpenedServerSocket[] = []
@@ -80,7 +82,8 @@ export function ourTlsEchoServer(t: Teardown, tls: object, sni: Array<[string, o
 }
 
 export interface OurTlsClientResult {
-  socket: any
+  /** Set once connect() returned. */
+  socket: Socket | undefined
   /** onOpen ran (the handshake completed, as the client saw it). */
   opened: boolean
   /** The socket's TLS details as read in onOpen. */
@@ -89,7 +92,7 @@ export interface OurTlsClientResult {
   peerCertificate: Buffer | undefined
   received: Buffer
   /** onConnectError's `code` and `error`, if the connect failed. */
-  connectError?: { code: number; error: any }
+  connectError?: { code: number; error: SocketError }
   /** onClose's `code` and `reason`, if the socket closed before it had everything. */
   close?: { code: number; reason: any }
   /** Got `expectBytes` (then the client closed the socket itself). */
@@ -103,7 +106,7 @@ export interface OurTlsClientResult {
  */
 export async function ourTlsClient(
   t: Teardown,
-  tls: object,
+  tls: TlsOptions,
   host: string,
   port: number,
   payload: Buffer,
@@ -128,7 +131,7 @@ export async function ourTlsClient(
     result.received = Buffer.concat(chunks)
   }
   ctx
-    .onOpen((socket: any) => {
+    .onOpen((socket: Socket) => {
       result.opened = true
       result.alpnProtocol = socket.alpnProtocol
       result.servername = socket.servername
@@ -142,7 +145,7 @@ export async function ourTlsClient(
         socket.close()
       }
     })
-    .onData((socket: any, data: Buffer) => {
+    .onData((socket: Socket, data: Buffer) => {
       chunks.push(data)
       receivedLength += data.length
       if (!done && receivedLength >= expectBytes) {
@@ -151,11 +154,11 @@ export async function ourTlsClient(
         socket.close()
       }
     })
-    .onConnectError((_socket: any, code: number, error: any) => {
+    .onConnectError((_socket: Socket, code: number, error: SocketError) => {
       result.connectError = { code, error }
       finish()
     })
-    .onClose((_socket: any, code: number, reason: any) => {
+    .onClose((_socket: Socket, code: number, reason: any) => {
       if (done) return
       result.close = { code, reason }
       finish()

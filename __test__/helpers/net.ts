@@ -8,18 +8,17 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 
+import { type ListenSocket, type Loop, type Socket, SocketContext, type SocketContextOptions, type SocketError } from '../..'
+
 import { type FixtureResult, type Teardown, newLoop, runNodeProcess, sleep } from './util'
 
 /** The package root (what `require('..')` in a spec loads). */
 export const ROOT = path.join(__dirname, '..', '..')
 
-// index.d.ts may not declare the socket classes yet: the specs use an untyped view of the module.
-const usockets: any = require(ROOT)
-
 /** A fresh SocketContext on a fresh Loop; both closed when the test ends. */
-export function newContext(t: Teardown, options?: object): { loop: any; ctx: any } {
+export function newContext(t: Teardown, options?: SocketContextOptions): { loop: Loop; ctx: SocketContext } {
   const loop = newLoop(t)
-  const ctx = new usockets.SocketContext(loop, options)
+  const ctx = new SocketContext(loop, options)
   t.teardown(() => ctx.close())
   return { loop, ctx }
 }
@@ -188,7 +187,7 @@ export function once<T = unknown>(emitter: NodeJS.EventEmitter, event: string, m
 }
 
 /** `ctx` listens on 127.0.0.1 (an ephemeral port); a node:net client connects to that listener. */
-export async function listenAndConnect(t: Teardown, ctx: any): Promise<{ listener: any; client: net.Socket }> {
+export async function listenAndConnect(t: Teardown, ctx: SocketContext): Promise<{ listener: ListenSocket; client: net.Socket }> {
   const listener = ctx.listen('127.0.0.1', 0)
   const client = await nodeConnect(t, listener.port)
   return { listener, client }
@@ -200,7 +199,7 @@ export function pausedNodeServer(t: Teardown): Promise<NodeServer> {
 }
 
 /** The four addresses of `socket` (still readable in its onClose). */
-export function addressesOf(socket: any): { remoteAddress: string; remotePort: number; localAddress: string; localPort: number } {
+export function addressesOf(socket: Socket): { remoteAddress: string; remotePort: number; localAddress: string; localPort: number } {
   return {
     remoteAddress: socket.remoteAddress,
     remotePort: socket.remotePort,
@@ -298,17 +297,32 @@ export async function blackholePort(t: Teardown, holdMs = 15_000): Promise<numbe
   return port
 }
 
-export interface TrackedEvent {
-  event: 'open' | 'data' | 'writable' | 'end' | 'timeout' | 'longTimeout' | 'close' | 'connectError'
-  socket: any
-  args: any[]
-  at: number
+/** The arguments after the socket of each handler (index.d.ts, SocketContext). */
+export interface EventArgs {
+  open: [isClient: boolean, remoteAddress: string]
+  data: [data: Buffer]
+  writable: []
+  end: []
+  timeout: []
+  longTimeout: []
+  close: [code: number, reason: CloseReason]
+  connectError: [code: number, error: SocketError]
 }
+
+type EventName = keyof EventArgs
+
+/** What onClose gets as its reason: whatever close(code, reason) was given (index.d.ts). */
+type CloseReason = Parameters<Parameters<SocketContext['onClose']>[0]>[2]
+
+/** One handler call, as the Tracker recorded it. */
+export type TrackedEvent<E extends EventName = EventName> = {
+  [K in E]: { event: K; socket: Socket; args: EventArgs[K]; at: number }
+}[E]
 
 /** The assertions `Tracker.assertLifecycle` makes (a subset of ava's `t`). */
 export type LifecycleAsserts = { is: Function; true: Function; deepEqual: Function }
 
-export type Hooks = Partial<Record<TrackedEvent['event'], (socket: any, ...args: any[]) => void>>
+export type Hooks = { [E in EventName]?: (socket: Socket, ...args: EventArgs[E]) => void }
 
 /**
  * Installs every handler of `ctx` and records each call. `hooks` run after the record (a hook for
@@ -319,13 +333,17 @@ export class Tracker {
 
   constructor(
     /** The context whose handlers record (`connectTo` connects with it). */
-    readonly ctx: any,
+    readonly ctx: SocketContext,
     hooks: Hooks = {},
   ) {
-    const record = (event: TrackedEvent['event']) => (socket: any, ...args: any[]) => {
-      this.log.push({ event, socket, args, at: performance.now() })
-      hooks[event]?.(socket, ...args)
-    }
+    const record =
+      <E extends EventName>(event: E) =>
+      (socket: Socket, ...args: EventArgs[E]) => {
+        // TypeScript cannot pair `event` with `args` through E by itself.
+        this.log.push({ event, socket, args, at: performance.now() } as TrackedEvent)
+        const hook = hooks[event] as ((socket: Socket, ...args: EventArgs[E]) => void) | undefined
+        hook?.(socket, ...args)
+      }
     ctx
       .onOpen(record('open'))
       .onData(record('data'))
@@ -338,21 +356,21 @@ export class Tracker {
   }
 
   /** The event names recorded for `socket`, in order. */
-  events(socket: any): string[] {
+  events(socket: Socket): string[] {
     return this.log.filter((e) => e.socket === socket).map((e) => e.event)
   }
 
-  count(event: TrackedEvent['event'], socket?: any): number {
+  count(event: EventName, socket?: Socket): number {
     return this.log.filter((e) => e.event === event && (socket === undefined || e.socket === socket)).length
   }
 
-  first(event: TrackedEvent['event'], socket?: any): TrackedEvent | undefined {
-    return this.log.find((e) => e.event === event && (socket === undefined || e.socket === socket))
+  first<E extends EventName>(event: E, socket?: Socket): TrackedEvent<E> | undefined {
+    return this.log.find((e) => e.event === event && (socket === undefined || e.socket === socket)) as TrackedEvent<E> | undefined
   }
 
   /** The `n`th (0-based) `event` (of `socket` if given), once it happened. */
-  async wait(event: TrackedEvent['event'], socket?: any, ms = 5000, n = 0): Promise<TrackedEvent> {
-    const matching = () => this.log.filter((e) => e.event === event && (socket === undefined || e.socket === socket))
+  async wait<E extends EventName>(event: E, socket?: Socket, ms = 5000, n = 0): Promise<TrackedEvent<E>> {
+    const matching = () => this.log.filter((e) => e.event === event && (socket === undefined || e.socket === socket)) as Array<TrackedEvent<E>>
     await until(() => matching().length > n, `${event} #${n + 1}`, ms)
     return matching()[n]
   }
@@ -361,7 +379,7 @@ export class Tracker {
    * Connects the tracked context to `server` (on 127.0.0.1); resolves once an onOpen ran, with our
    * socket and the server's end of it.
    */
-  async connectTo(server: NodeServer): Promise<{ socket: any; peer: net.Socket }> {
+  async connectTo(server: NodeServer): Promise<{ socket: Socket; peer: net.Socket }> {
     const socket = this.ctx.connect('127.0.0.1', server.port)
     const peer = await server.next()
     await this.wait('open')
@@ -369,7 +387,7 @@ export class Tracker {
   }
 
   /** Ends the node:net side `peer`; once an onClose ran (resolves with it), checks the lifecycle. */
-  async closeFromPeer(t: LifecycleAsserts, peer: net.Socket): Promise<TrackedEvent> {
+  async closeFromPeer(t: LifecycleAsserts, peer: net.Socket): Promise<TrackedEvent<'close'>> {
     peer.end()
     const close = await this.wait('close')
     this.assertLifecycle(t)
@@ -377,12 +395,12 @@ export class Tracker {
   }
 
   /** The bytes `socket` received so far, in order. */
-  received(socket: any): Buffer {
-    return Buffer.concat(this.log.filter((e) => e.event === 'data' && e.socket === socket).map((e) => e.args[0]))
+  received(socket: Socket): Buffer {
+    return Buffer.concat(this.log.filter((e): e is TrackedEvent<'data'> => e.event === 'data' && e.socket === socket).map((e) => e.args[0]))
   }
 
   /** The sockets seen, in the order of their first event. */
-  sockets(): any[] {
+  sockets(): Socket[] {
     return [...new Set(this.log.map((e) => e.socket))]
   }
 

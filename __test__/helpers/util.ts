@@ -59,6 +59,21 @@ export async function isSettled(promise: Promise<unknown>): Promise<boolean> {
 }
 
 /**
+ * A view of `value` whose methods take arguments of any type: for the specs of bad input, which
+ * pass the wrong types on purpose. Everything else keeps its type.
+ */
+export type Loose<T> = { [K in keyof T]: T[K] extends (...args: never[]) => infer R ? (...args: unknown[]) => R : T[K] }
+
+export function loose<T>(value: T): Loose<T> {
+  return value as unknown as Loose<T>
+}
+
+/** `constructor` (public or not) taking arguments of any type, for the same specs. */
+export function looseClass<T>(constructor: { prototype: T }): new (...args: unknown[]) => T {
+  return constructor as unknown as new (...args: unknown[]) => T
+}
+
+/**
  * Asserts that `fn` throws an `instanceOf` error with `code` whose message names the argument
  * `name` (in double quotes).
  */

@@ -23,6 +23,8 @@ use crate::net::{ClientTls, ConnectTarget, ListenOptions, SocketTimeout};
 use crate::proxy::{Addresses, Command, Expect, Header};
 use crate::tls::{ConfigError, MinVersion, TlsContext, TlsFailure, TlsOptions};
 
+mod wire;
+
 /// The string `code` a JavaScript error carries (`'EPERM'`, `'ERR_LOOP_CLOSED'`, ...).
 pub struct ErrorCode(&'static str);
 
@@ -351,8 +353,8 @@ pub struct TlsSocketInfo {
     pub peer_certificate: Option<Buffer>,
 }
 
-/// Batches of at least this many words (64 KiB) move to JavaScript without a copy.
-const EXTERNAL_BATCH_WORDS: usize = 16 * 1024;
+/// Batches of at least this many words move to JavaScript without a copy.
+const EXTERNAL_BATCH_WORDS: usize = wire::EXTERNAL_BATCH_BYTES as usize / 4;
 
 /// One loop thread and its delivery channel. Internal: `index.js` wraps it as `Loop`.
 #[napi]

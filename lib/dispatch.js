@@ -1,0 +1,191 @@
+// @ts-check
+// The record decoders: the walk over a batch of event records from the loop thread, which hands
+// each record to its handle, and the readers of the records' payloads. The record format and
+// every number in it are the binding's (src/binding/wire.rs): `[kind, slot index, stamp, arg]`,
+// then, for Open, Data and ServerName, `arg` payload bytes padded to whole words.
+//
+// Dispatch runs in JavaScript rather than in Rust because a JS loop calling JS callbacks costs
+// tens of nanoseconds per event; a call from native code into JS costs ten times that.
+'use strict'
+
+const {
+  WORDS_PER_EVENT,
+  EVENT_WAKEUP,
+  EVENT_OPEN,
+  EVENT_DATA,
+  EVENT_SERVER_NAME,
+  OPENED_BY_CONNECT,
+  PAYLOAD_LISTENER_INDEX,
+  PAYLOAD_LISTENER_GENERATION,
+  OPEN_REMOTE_PORT,
+  OPEN_LOCAL_PORT,
+  OPEN_REMOTE_LENGTH,
+  OPEN_ADDRESSES,
+  SERVER_NAME_TEXT,
+  SLOT_INDEX_RANGE,
+} = require('../binding.js')
+const { kStamp, kDispatch, kAcceptConnection, kServerNameRequested } = require('./symbols.js')
+const { reportUncaught } = require('./errors.js')
+
+// Payload words, counted from the record's start.
+const LISTENER_INDEX_AT = WORDS_PER_EVENT + PAYLOAD_LISTENER_INDEX
+const LISTENER_GENERATION_AT = WORDS_PER_EVENT + PAYLOAD_LISTENER_GENERATION
+const REMOTE_PORT_AT = WORDS_PER_EVENT + OPEN_REMOTE_PORT
+const LOCAL_PORT_AT = WORDS_PER_EVENT + OPEN_LOCAL_PORT
+const REMOTE_LENGTH_AT = WORDS_PER_EVENT + OPEN_REMOTE_LENGTH
+const ADDRESSES_AT = WORDS_PER_EVENT + OPEN_ADDRESSES
+const SERVER_NAME_AT = WORDS_PER_EVENT + SERVER_NAME_TEXT
+
+/**
+ * What a loop's handle table holds at a slot index.
+ * @typedef {import('./timer.js').Timer
+ *   | import('./poll.js').Poll
+ *   | import('./socket.js').Socket
+ *   | import('./socket.js').ListenSocket} LoopEntry
+ * @typedef {import('./loop.js').LoopState} LoopState
+ * @typedef {import('./socket.js').ListenSocket} ListenSocket
+ */
+
+/**
+ * Hands each record of `records` to its handle, dropping those whose stamp is no longer the
+ * handle's: a record queued before a stop(), close() or new set() (API.md).
+ * @param {LoopState} state
+ * @param {Uint32Array} records
+ */
+function dispatchRecords(state, records) {
+  const handles = state.handles
+  for (let i = 0; i < records.length; ) {
+    const kind = records[i]
+    const index = records[i + 1]
+    const stamp = records[i + 2]
+    const arg = records[i + 3]
+    const at = i
+    i +=
+      kind === EVENT_OPEN || kind === EVENT_DATA || kind === EVENT_SERVER_NAME
+        ? WORDS_PER_EVENT + ((arg + 3) >>> 2)
+        : WORDS_PER_EVENT
+    try {
+      if (kind === EVENT_WAKEUP) {
+        if (state.onWakeup !== undefined && !state.closed) state.onWakeup(state.loop)
+        continue
+      }
+      if (kind === EVENT_OPEN && records[at + LISTENER_INDEX_AT] !== OPENED_BY_CONNECT) {
+        accepted(state, records, at)
+        continue
+      }
+      if (kind === EVENT_SERVER_NAME) {
+        serverNameRequested(state, records, at)
+        continue
+      }
+      const handle = handles[index]
+      if (handle !== undefined && handle[kStamp] === stamp) handle[kDispatch](kind, arg, records, at)
+    } catch (err) {
+      reportUncaught(err)
+    }
+  }
+}
+
+/**
+ * The id of the socket a record is about: its slot index under its stamp (the generation).
+ * @param {Uint32Array} records
+ * @param {number} at
+ */
+function socketIdOf(records, at) {
+  return records[at + 2] * SLOT_INDEX_RANGE + records[at + 1]
+}
+
+/**
+ * The listen socket that an Open or ServerName payload names, if it still is that open listener
+ * (another handle may hold its slot now).
+ * @param {LoopState} state
+ * @param {Uint32Array} records
+ * @param {number} at
+ * @returns {ListenSocket | undefined}
+ */
+function listenerOf(state, records, at) {
+  const entry = state.handles[records[at + LISTENER_INDEX_AT]]
+  if (entry === undefined || !(kAcceptConnection in entry)) return undefined
+  if (entry[kStamp] !== records[at + LISTENER_GENERATION_AT] || entry.isClosed) return undefined
+  return entry
+}
+
+/**
+ * An accepted connection: its listener's context gets a new Socket, then onOpen.
+ * @param {LoopState} state
+ * @param {Uint32Array} records
+ * @param {number} at
+ */
+function accepted(state, records, at) {
+  const id = socketIdOf(records, at)
+  const listener = listenerOf(state, records, at)
+  // Accepted just before its listener closed: nobody asked for it.
+  if (listener === undefined) state.core.closeSocket(id)
+  else listener[kAcceptConnection](id, records, at)
+}
+
+/**
+ * A TLS client asked for a name no pattern matches: the listener's context's onServerName may
+ * add one; the handshake goes on when it returns (also when it throws or nobody listens).
+ * @param {LoopState} state
+ * @param {Uint32Array} records
+ * @param {number} at
+ */
+function serverNameRequested(state, records, at) {
+  const id = socketIdOf(records, at)
+  try {
+    const listener = listenerOf(state, records, at)
+    if (listener !== undefined) listener[kServerNameRequested](serverNameOf(records, at))
+  } finally {
+    if (!state.closed) state.core.serverNameChosen(id)
+  }
+}
+
+/**
+ * The name of a ServerName record (a host name: ASCII).
+ * @param {Uint32Array} records
+ * @param {number} at
+ */
+function serverNameOf(records, at) {
+  const bytes = records[at + 3] - SERVER_NAME_TEXT * 4
+  return Buffer.from(records.buffer, records.byteOffset + (at + SERVER_NAME_AT) * 4, bytes).toString('latin1')
+}
+
+/**
+ * The bytes of a Data record: a view of the batch, no copy.
+ * @param {Uint32Array} records
+ * @param {number} at
+ * @param {number} length the record's `arg`
+ */
+function dataOf(records, at, length) {
+  return Buffer.from(records.buffer, records.byteOffset + (at + WORDS_PER_EVENT) * 4, length)
+}
+
+/**
+ * Whether an Open record is of a socket that connected (rather than was accepted).
+ * @param {Uint32Array} records
+ * @param {number} at
+ */
+function openedByConnect(records, at) {
+  return records[at + LISTENER_INDEX_AT] === OPENED_BY_CONNECT
+}
+
+/**
+ * The addresses of an Open record: the ports, then the remote and the local address as text.
+ * @param {Uint32Array} records
+ * @param {number} at
+ */
+function openedAddresses(records, at) {
+  const payloadBytes = records[at + 3]
+  const remotePort = records[at + REMOTE_PORT_AT] | 0
+  const localPort = records[at + LOCAL_PORT_AT] | 0
+  const remoteLength = records[at + REMOTE_LENGTH_AT]
+  const text = Buffer.from(records.buffer, records.byteOffset + (at + ADDRESSES_AT) * 4, payloadBytes - OPEN_ADDRESSES * 4)
+  return {
+    remotePort,
+    localPort,
+    remoteAddress: text.toString('utf8', 0, remoteLength),
+    localAddress: text.toString('utf8', remoteLength),
+  }
+}
+
+module.exports = { dispatchRecords, dataOf, openedByConnect, openedAddresses }
