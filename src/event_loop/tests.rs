@@ -310,12 +310,15 @@ fn after_a_delivery_the_loop_spins_only_when_configured() {
 use std::net::{SocketAddr, TcpListener, TcpStream};
 
 fn listen_on_loopback(h: &mut Harness) -> (SlotId, SocketAddr) {
-    let listener = h
-        .event_loop
-        .listen(&mut h.js, "127.0.0.1:0".parse().unwrap(), ListenOptions::default(), None)
-        .unwrap();
-    let port = h.event_loop.listener_address(&h.js, listener).unwrap().1;
-    (listener, SocketAddr::from(([127, 0, 0, 1], port as u16)))
+    let (listener, port) = listen_with(h, ListenOptions::default());
+    (listener, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// A plain listener on 127.0.0.1 with `options`, and its port.
+fn listen_with(h: &mut Harness, options: ListenOptions) -> (SlotId, u16) {
+    let listener = h.event_loop.listen(&mut h.js, "127.0.0.1:0".parse().unwrap(), options, None).unwrap();
+    let port = h.event_loop.listener_address(&h.js, listener).unwrap().1 as u16;
+    (listener, port)
 }
 
 #[test]
@@ -457,9 +460,8 @@ fn tls_fixture(name: &str) -> Vec<u8> {
         .unwrap()
 }
 
-/// A TLS listener and a TLS client of it on the same loop, both open. Returns the listener's
-/// address too, and the ids of the server's and the client's socket.
-fn tls_pair(h: &mut Harness) -> (SlotId, SlotId) {
+/// A TLS listener on 127.0.0.1 with the fixtures' server certificate, and its port.
+fn tls_listener(h: &mut Harness) -> (SlotId, u16) {
     let server = TlsOptions {
         key: Some(tls_fixture("server.key")),
         cert: Some(tls_fixture("server.pem")),
@@ -471,6 +473,13 @@ fn tls_pair(h: &mut Harness) -> (SlotId, SlotId) {
         .listen(&mut h.js, "127.0.0.1:0".parse().unwrap(), ListenOptions::default(), Some(server))
         .unwrap();
     let port = h.event_loop.listener_address(&h.js, listener).unwrap().1 as u16;
+    (listener, port)
+}
+
+/// A TLS listener and a TLS client of it on the same loop, both open. Returns the listener's
+/// address too, and the ids of the server's and the client's socket.
+fn tls_pair(h: &mut Harness) -> (SlotId, SlotId) {
+    let (_, port) = tls_listener(h);
     let client = TlsOptions { ca: Some(tls_fixture("ca.pem")), ..TlsOptions::default() };
     let client = ClientTls {
         context: Arc::new(TlsContext::new(&client).unwrap()),
@@ -552,17 +561,7 @@ fn a_partial_tls_write_reports_writable_once_drained() {
 #[test]
 fn garbage_on_a_tls_listener_closes_at_once_unannounced_and_is_counted() {
     let mut h = Harness::new();
-    let server = TlsOptions {
-        key: Some(tls_fixture("server.key")),
-        cert: Some(tls_fixture("server.pem")),
-        ..TlsOptions::default()
-    };
-    let server = Arc::new(TlsContext::new(&server).unwrap());
-    let listener = h
-        .event_loop
-        .listen(&mut h.js, "127.0.0.1:0".parse().unwrap(), ListenOptions::default(), Some(server))
-        .unwrap();
-    let port = h.event_loop.listener_address(&h.js, listener).unwrap().1 as u16;
+    let (listener, port) = tls_listener(&mut h);
     assert_eq!(h.event_loop.listener_counts(&h.js, listener), Some((0, 0)));
     for garbage in [&b"GET / HTTP/1.1\r\n\r\n"[..], &[0; 64], &[0x16, 3, 1, 0xff, 0xff]] {
         let mut peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -584,12 +583,6 @@ fn garbage_on_a_tls_listener_closes_at_once_unannounced_and_is_counted() {
 }
 
 // --- listen options: the PROXY protocol stage and the connection limit -------------------------
-
-fn listen_with(h: &mut Harness, options: ListenOptions) -> (SlotId, u16) {
-    let listener = h.event_loop.listen(&mut h.js, "127.0.0.1:0".parse().unwrap(), options, None).unwrap();
-    let port = h.event_loop.listener_address(&h.js, listener).unwrap().1 as u16;
-    (listener, port)
-}
 
 /// The `Open` of the next accepted socket with its remote and local addresses, and the data
 /// that reached JavaScript by the time `want` bytes of it came (or 2 s passed).

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use super::crc32c::checksum_with_hole;
 use super::*;
-use crate::testing::Rng;
+use crate::testing::{self, Rng};
 
 fn addr(text: &str) -> SocketAddr {
     text.parse().unwrap()
@@ -309,32 +309,9 @@ fn without_a_signature_required_refuses_and_optional_serves_as_is() {
     }
 }
 
-/// One mutation of a header: a flipped bit, an overwritten byte, a cut, appended garbage, a
-/// changed v2 length, or a duplicated span.
+/// One mutation of `input` (see [`testing::mutate`]), with its length fields.
 fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
-    let mut out = input.to_vec();
-    for _ in 0..1 + rng.below(3) {
-        let at = rng.below(out.len());
-        match rng.below(6) {
-            0 => out[at] ^= 1 << rng.below(8),
-            1 => out[at] = rng.next() as u8,
-            2 => out.truncate(at),
-            3 => {
-                let count = 1 + rng.below(64);
-                out.extend(rng.bytes(count))
-            }
-            4 if out.len() >= 16 => out[14..16].copy_from_slice(&(rng.next() as u16).to_be_bytes()),
-            _ => {
-                let end = (at + 1 + rng.below(32)).min(out.len());
-                let span = out[at..end].to_vec();
-                out.splice(at..at, span);
-            }
-        }
-        if out.is_empty() {
-            out.push(b'P');
-        }
-    }
-    out
+    testing::mutate(rng, input, &[14..16], b'P')
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio_rustls::rustls::pki_types::ServerName;
 
 use super::*;
-use crate::testing::Rng;
+use crate::testing::{self, Rng};
 
 fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test/fixtures/tls").join(name)
@@ -374,33 +374,9 @@ fn a_chain_verifies_through_its_intermediate() {
 
 // --- hostile input, replayed through the session as the loop feeds it (see replay.rs) ---------
 
-/// One mutation of `input`: bit flips, overwritten bytes, truncation, appended garbage, a
-/// changed record or handshake length, a duplicated span.
+/// One mutation of `input` (see [`testing::mutate`]), with its length fields.
 fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
-    let mut out = input.to_vec();
-    for _ in 0..1 + rng.below(3) {
-        let at = rng.below(out.len());
-        match rng.below(7) {
-            0 => out[at] ^= 1 << rng.below(8),
-            1 => out[at] = rng.next() as u8,
-            2 => out.truncate(at),
-            3 => {
-                let count = 1 + rng.below(64);
-                out.extend(rng.bytes(count))
-            }
-            4 if out.len() >= 5 => out[3..5].copy_from_slice(&(rng.next() as u16).to_be_bytes()),
-            5 if out.len() >= 9 => out[6..9].copy_from_slice(&rng.bytes(3)),
-            _ => {
-                let end = (at + 1 + rng.below(32)).min(out.len());
-                let span = out[at..end].to_vec();
-                out.splice(at..at, span);
-            }
-        }
-        if out.is_empty() {
-            out.push(0x16);
-        }
-    }
-    out
+    testing::mutate(rng, input, &[3..5, 6..9], 0x16)
 }
 
 fn server_context() -> Arc<TlsContext> {

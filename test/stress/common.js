@@ -46,6 +46,31 @@ function percentile(sorted, p) {
 
 const mib = (bytes) => Math.round((bytes / MiB) * 10) / 10
 
+/**
+ * A usockets-rs TLS echo server on 127.0.0.1 (the fixtures' certificate) that counts the
+ * sockets JavaScript saw open: `{ loop, ctx, listener, opened() }`.
+ */
+function tlsEchoServer() {
+  const { Loop, SocketContext } = require('../..')
+  const loop = new Loop()
+  const ctx = new SocketContext(loop, { tls: { key: fixture('server.key'), cert: fixture('server.pem') } })
+  let opened = 0
+  ctx.onOpen(() => opened++)
+  ctx.onData((socket, data) => socket.send(data))
+  ctx.onEnd((socket) => socket.close())
+  const listener = ctx.listen('127.0.0.1', 0)
+  return { loop, ctx, listener, opened: () => opened }
+}
+
+/** Runs this scenario's `file` again as a child with `args`; resolves with its exit code and its stdout as JSON. */
+function runChild(file, args) {
+  const { spawn } = require('node:child_process')
+  const child = spawn(process.execPath, [file, ...args.map(String)], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let output = ''
+  child.stdout.on('data', (data) => (output += data))
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, result: JSON.parse(output || 'null') })))
+}
+
 /** Collects failures; `finish` prints the report line and sets the exit code. */
 class Report {
   constructor(scenario) {
@@ -70,4 +95,4 @@ class Report {
   }
 }
 
-module.exports = { MiB, fixture, rss, settle, percentile, mib, fds, socketFds, threads, sleep, Report }
+module.exports = { MiB, fixture, tlsEchoServer, runChild, rss, settle, percentile, mib, fds, socketFds, threads, sleep, Report }

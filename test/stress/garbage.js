@@ -6,12 +6,10 @@
 // node:tls client is served after every 10,000; the fd count is back at the end. Env:
 // STRESS_GARBAGE (100000).
 
-const { spawn } = require('node:child_process')
 const crypto = require('node:crypto')
 const net = require('node:net')
 const tls = require('node:tls')
-const { Loop, SocketContext } = require('../..')
-const { Report, fixture, percentile, settle, socketFds } = require('./common')
+const { Report, fixture, percentile, runChild, settle, socketFds, tlsEchoServer } = require('./common')
 
 const COUNT = Number(process.env.STRESS_GARBAGE ?? 100000)
 const IN_FLIGHT = 200
@@ -85,30 +83,18 @@ async function runClients(port, count) {
 
 async function main() {
   const report = new Report('garbage')
-  const loop = new Loop()
-  const ctx = new SocketContext(loop, { tls: { key: fixture('server.key'), cert: fixture('server.pem') } })
-  let opened = 0
-  ctx.onOpen(() => opened++)
-  ctx.onData((socket, data) => socket.send(data))
-  ctx.onEnd((socket) => socket.close())
-  const listener = ctx.listen('127.0.0.1', 0)
+  const { loop, ctx, listener, opened } = tlsEchoServer()
   await settle()
   const fdsBefore = socketFds()
   const started = Date.now()
-  const child = spawn(process.execPath, [__filename, '--clients', String(listener.port), String(COUNT)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  let output = ''
-  child.stdout.on('data', (data) => (output += data))
-  const code = await new Promise((resolve) => child.on('close', resolve))
+  const { code, result } = await runChild(__filename, ['--clients', listener.port, COUNT])
   const seconds = (Date.now() - started) / 1000
-  const result = JSON.parse(output)
   const realClients = Math.ceil(COUNT / REAL_CLIENT_EVERY)
   report.check(code === 0, `the client process exited with ${code}`)
   report.check(result.closed === COUNT, `${result.closed} of ${COUNT} garbage connections closed`)
   report.check(result.max < SLOWEST_CLOSE_MS, `the slowest garbage close took ${Math.round(result.max)} ms`)
   report.check(result.realServed === realClients, `${result.realServed} of ${realClients} real clients served`)
-  report.check(opened === realClients, `JavaScript saw ${opened} sockets open, expected only the ${realClients} real ones`)
+  report.check(opened() === realClients, `JavaScript saw ${opened()} sockets open, expected only the ${realClients} real ones`)
   report.check(listener.rejectedConnections === COUNT, `the listener counted ${listener.rejectedConnections} rejected connections`)
   await settle()
   report.check(socketFds() <= fdsBefore, `socket fds ${fdsBefore} before, ${socketFds()} after`)

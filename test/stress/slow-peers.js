@@ -5,11 +5,9 @@
 // echoes with p99 below 200 ms. Peers and clients run in a child process. Env:
 // STRESS_SLOW_PEERS (2000).
 
-const { spawn } = require('node:child_process')
 const net = require('node:net')
 const tls = require('node:tls')
-const { Loop, SocketContext } = require('../..')
-const { Report, fixture, percentile, settle, socketFds } = require('./common')
+const { Report, fixture, percentile, runChild, settle, socketFds, tlsEchoServer } = require('./common')
 
 const COUNT = Number(process.env.STRESS_SLOW_PEERS ?? 2000)
 const REAL_CLIENTS = 4
@@ -69,22 +67,10 @@ async function runPeers(port, count) {
 
 async function main() {
   const report = new Report('slow-peers')
-  const loop = new Loop()
-  const ctx = new SocketContext(loop, { tls: { key: fixture('server.key'), cert: fixture('server.pem') } })
-  let opened = 0
-  ctx.onOpen(() => opened++)
-  ctx.onData((socket, data) => socket.send(data))
-  ctx.onEnd((socket) => socket.close())
-  const listener = ctx.listen('127.0.0.1', 0)
+  const { loop, ctx, listener, opened } = tlsEchoServer()
   await settle()
   const fdsBefore = socketFds()
-  const child = spawn(process.execPath, [__filename, '--peers', String(listener.port), String(COUNT)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  let output = ''
-  child.stdout.on('data', (data) => (output += data))
-  const code = await new Promise((resolve) => child.on('close', resolve))
-  const result = JSON.parse(output)
+  const { code, result } = await runChild(__filename, ['--peers', listener.port, COUNT])
   report.check(code === 0, `the peer process exited with ${code}`)
   report.check(result.shed === COUNT, `${result.shed} of ${COUNT} slow peers shed`)
   report.check(result.firstShedMs >= HANDSHAKE_TIMEOUT_MS - 50, `a slow peer was shed after ${Math.round(result.firstShedMs)} ms`)
@@ -92,7 +78,7 @@ async function main() {
   report.check(result.lastShedMs <= latest, `the last slow peer was shed after ${Math.round(result.lastShedMs)} ms`)
   report.check(result.errors === 0 && result.echoes > 100, `real clients: ${result.errors} errors, ${result.echoes} echoes`)
   report.check(result.p99 < P99_LIMIT_MS, `echo p99 ${result.p99.toFixed(1)} ms`)
-  report.check(opened === REAL_CLIENTS, `JavaScript saw ${opened} sockets open, expected the ${REAL_CLIENTS} real clients`)
+  report.check(opened() === REAL_CLIENTS, `JavaScript saw ${opened()} sockets open, expected the ${REAL_CLIENTS} real clients`)
   await settle()
   report.check(socketFds() <= fdsBefore, `socket fds ${fdsBefore} before, ${socketFds()} after`)
   listener.close()
