@@ -21,8 +21,6 @@ export declare class LoopCore {
    * Taking acknowledges the records taken before: their callbacks have run.
    */
   takeBatch(): Uint32Array | null
-  /** A large batch of `bytes` (see `take_batch`) was collected. */
-  releaseExternalBatch(bytes: number): void
   /** A new handle id (a number below 2^53). */
   createHandle(): number
   releaseHandle(id: number): void
@@ -150,13 +148,6 @@ export declare const EVENT_WAKEUP: number
 
 /** A socket can take more, or its send buffer drained. */
 export declare const EVENT_WRITABLE: number
-
-/**
- * Batches of at least this many bytes reach JavaScript without a copy, as external memory
- * counted twice against V8's (see `take_batch`); JavaScript takes the second count back when
- * such a batch is collected.
- */
-export declare const EXTERNAL_BATCH_BYTES: number
 
 export interface ListenerCountsOutput {
   rejected: number

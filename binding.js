@@ -851,7 +851,6 @@ module.exports.EVENT_TIMEOUT = nativeBinding.EVENT_TIMEOUT
 module.exports.EVENT_TIMER = nativeBinding.EVENT_TIMER
 module.exports.EVENT_WAKEUP = nativeBinding.EVENT_WAKEUP
 module.exports.EVENT_WRITABLE = nativeBinding.EVENT_WRITABLE
-module.exports.EXTERNAL_BATCH_BYTES = nativeBinding.EXTERNAL_BATCH_BYTES
 module.exports.OPEN_ADDRESSES = nativeBinding.OPEN_ADDRESSES
 module.exports.OPEN_LOCAL_PORT = nativeBinding.OPEN_LOCAL_PORT
 module.exports.OPEN_REMOTE_LENGTH = nativeBinding.OPEN_REMOTE_LENGTH

@@ -1,7 +1,7 @@
 // What bench/tcp.js and bench/tls.js share: echo servers in child processes, the native load
 // generator (bench/loadgen) against them, the servers' CPU time over the measured window, and
-// one result row per (case, server) with its ratios to the baseline (node:net or node:tls) and
-// to the limit (bench/limit-server, one core's worth of plain Rust).
+// one result row per (case, server) with its ratios to the baseline (node:net or node:tls), to
+// the peer (Bun) and to the limit (bench/limit-server, one core's worth of plain Rust).
 //
 // With two CPUs or more the server is pinned to CPU 0 and the load generator to CPU 1, so
 // neither steals the other's time. The server's CPU time (all its threads) is read from /proc
@@ -16,7 +16,8 @@
 // affects every server alike, so the ratios stay fair.
 //
 // Environment: BENCH_SECONDS (measured seconds per case, default 3), BENCH_WARMUP_SECONDS
-// (default 1).
+// (default 1), BENCH_CASES (comma-separated parts of case names: only the cases that contain
+// one run, e.g. BENCH_CASES=stream).
 'use strict'
 
 const { spawn, spawnSync } = require('node:child_process')
@@ -45,6 +46,7 @@ const LOADGEN_BOUND_PCT = 95
 /** CPU use of other processes (% of one CPU) from which a run competed for its CPUs. */
 const OTHER_BUSY_PCT = 20
 const PIN = os.availableParallelism() >= 2
+const CASE_FILTER = (process.env.BENCH_CASES ?? '').split(',').filter((part) => part !== '')
 
 function secondsFromEnv(name, fallback) {
   const text = process.env[name]
@@ -52,6 +54,54 @@ function secondsFromEnv(name, fallback) {
   const seconds = Number(text)
   if (!(seconds >= 0)) throw new RangeError(`${name} must be a number of seconds, got ${JSON.stringify(text)}`)
   return seconds
+}
+
+/** The Bun release the peer column runs (installed from the npm registry when missing). */
+const BUN_VERSION = '1.4.5'
+
+/**
+ * The path of the Bun binary of the `bun` npm package, installed with `npm install --no-save`
+ * when it is missing or another version; throws why if that fails.
+ */
+function bunBinary() {
+  const root = path.join(__dirname, '..')
+  const manifest = () => {
+    try {
+      return require.resolve('bun/package.json', { paths: [root] })
+    } catch {
+      return null
+    }
+  }
+  const installed = manifest()
+  // A fresh read, not require(): an install below must not see a cached older manifest.
+  const version = (file) => JSON.parse(require('node:fs').readFileSync(file, 'utf8')).version
+  if (installed === null || version(installed) !== BUN_VERSION) {
+    process.stderr.write(`installing bun@${BUN_VERSION} for the benchmark (npm install --no-save)\n`)
+    const install = spawnSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', `bun@${BUN_VERSION}`], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      encoding: 'utf8',
+    })
+    if (install.status !== 0) {
+      throw new Error(`npm install --no-save bun@${BUN_VERSION} failed: ${install.error ?? install.stderr.trim().split('\n').at(-1)}`)
+    }
+  }
+  const file = manifest()
+  if (file === null) throw new Error(`bun@${BUN_VERSION} did not install`)
+  return path.join(path.dirname(file), 'bin', 'bun.exe')
+}
+
+/**
+ * A server that is a script in bench/servers/ run by Bun; unavailable (its rows say why) if
+ * Bun cannot be installed.
+ */
+function bunServer(name, script, args = []) {
+  const server = { name, args: [path.join(__dirname, 'servers', script), '0', ...args], js: true }
+  try {
+    return { ...server, command: bunBinary() }
+  } catch (err) {
+    return { ...server, unavailable: err.message }
+  }
 }
 
 /** A server that is a script in bench/servers/, run by this Node.js. */
@@ -192,6 +242,7 @@ async function runLoadgen(caseArgs, port, serverPid) {
  */
 async function measure(scenario, testCase, server) {
   process.stderr.write(`${scenario}: ${testCase.name} on ${server.name}\n`)
+  if (server.unavailable !== undefined) return { unavailable: server.unavailable }
   let started
   try {
     started = await startServer(server)
@@ -220,10 +271,10 @@ function measured(run) {
 }
 
 /**
- * A result row. `baseline` and `limit` are the runs of node and of the limit server on the
- * same case (undefined or unavailable: no ratio).
+ * A result row. `baseline`, `peer` and `limit` are the runs of node, of Bun and of the limit
+ * server on the same case (undefined or unavailable: no ratio).
  */
-function row(testCase, server, run, { baseline, limit, jsThreadShare }) {
+function row(testCase, server, run, { baseline, peer, limit, jsThreadShare }) {
   if (run.unavailable !== undefined) return { case: testCase.name, server: server.name, status: 'unavailable' }
   const { report } = run
   const result = {
@@ -247,6 +298,7 @@ function row(testCase, server, run, { baseline, limit, jsThreadShare }) {
   })
   for (const [suffix, reference] of [
     ['Node', baseline],
+    ['Bun', peer],
     ['Limit', limit],
   ]) {
     const comparable = measured(run) && measured(reference)
@@ -300,24 +352,30 @@ function spread(values) {
 
 /**
  * Runs every case on every server, in alternation (case by case, the servers in order), and
- * prints one JSON row per (case, server) on stdout, then notes. `baseline` (a node server) and
- * `limit` must be among `servers`; `noiseProbe` among `cases`: it also runs on the baseline
+ * prints one JSON row per (case, server) on stdout, then notes. `baseline` (a node server),
+ * `peer` (Bun) and `limit` must be among `servers`; `noiseProbe` among `cases`: it also runs on the baseline
  * first and last, to show how much the machine drifted. With `jsThreadShare` the rows say how
  * much of a Node.js server's CPU time its JS thread used. Resolves to the runs, by case name
  * and then server name, for the caller's own notes; sets the exit code if a run had errors.
  */
-async function runScenario({ scenario, cases, servers, baseline, limit, noiseProbe, jsThreadShare = false }) {
+async function runScenario({ scenario, cases, servers, baseline, peer, limit, noiseProbe, jsThreadShare = false }) {
   buildTools()
   const noiseRuns = [await measure(scenario, noiseProbe, baseline)]
   const runs = {}
   const unavailable = new Map()
   let rowsWithErrors = 0
   for (const testCase of cases) {
+    if (CASE_FILTER.length > 0 && !CASE_FILTER.some((part) => testCase.name.includes(part))) continue
     const caseRuns = (runs[testCase.name] = {})
     for (const server of servers) caseRuns[server.name] = await measure(scenario, testCase, server)
     for (const server of servers) {
       const run = caseRuns[server.name]
-      const references = { baseline: caseRuns[baseline.name], limit: caseRuns[limit.name], jsThreadShare }
+      const references = {
+        baseline: caseRuns[baseline.name],
+        peer: caseRuns[peer.name],
+        limit: caseRuns[limit.name],
+        jsThreadShare,
+      }
       console.log(JSON.stringify(row(testCase, server, run, references)))
       if (run.unavailable !== undefined) unavailable.set(server.name, run.unavailable)
       else if (run.report.errors > 0) rowsWithErrors++
@@ -341,4 +399,4 @@ async function runScenario({ scenario, cases, servers, baseline, limit, noisePro
   return runs
 }
 
-module.exports = { TLS_FIXTURES, limitServer, nodeServer, runScenario }
+module.exports = { TLS_FIXTURES, bunServer, limitServer, nodeServer, runScenario }

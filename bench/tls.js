@@ -1,7 +1,8 @@
 // TLS echo: round trips per second and server CPU time per round trip, bulk MB/s, and new
 // connections per second (connect, full handshake, one message echoed, close) of a usockets-rs
-// TLS echo server, next to a node:tls echo server (the baseline) and bench/limit-server --tls
-// (the limit: what one core of plain Rust and rustls does) in the same run.
+// TLS echo server, next to a node:tls echo server (the baseline), a Bun one (the peer) and
+// bench/limit-server --tls (the limit: what one core of plain Rust and rustls does) in the
+// same run.
 // bench/echo-harness.js says how it is measured.
 //
 // Every server presents test/fixtures/tls/server.pem; bench/loadgen checks it against
@@ -15,7 +16,7 @@
 
 const path = require('node:path')
 
-const { TLS_FIXTURES, limitServer, nodeServer, runScenario } = require('./echo-harness.js')
+const { TLS_FIXTURES, bunServer, limitServer, nodeServer, runScenario } = require('./echo-harness.js')
 
 const TLS = ['--tls', '--ca', path.join(TLS_FIXTURES, 'ca.pem')]
 /** The bound on the JS thread's share of the usockets-rs server's CPU in bulk transfer. */
@@ -30,6 +31,11 @@ const NOISE_PROBE = {
 const STREAM_CASES = [
   { name: 'stream 64 KiB, 1 conn', args: ['stream', '--size', '65536', '--connections', '1', ...TLS] },
   { name: 'stream 64 KiB, 4 conns', args: ['stream', '--size', '65536', '--connections', '4', ...TLS] },
+  // As many chunks unechoed as TCP lets the writer send (bench/tcp.js).
+  {
+    name: 'stream 64 KiB, 4 conns, unbounded',
+    args: ['stream', '--size', '65536', '--connections', '4', '--pipeline', 'unbounded', ...TLS],
+  },
 ]
 
 const CASES = [
@@ -39,6 +45,7 @@ const CASES = [
 ]
 
 const NODE_TLS = nodeServer('node:tls', 'node-tls-echo.js')
+const BUN = bunServer('bun', 'bun-echo.js', ['--tls'])
 const USOCKETS = nodeServer('usockets-rs', 'usockets-echo.js', ['--tls'])
 const LIMIT = limitServer([
   ...['--tls', '--cert', path.join(TLS_FIXTURES, 'server.pem')],
@@ -49,8 +56,9 @@ async function main() {
   const runs = await runScenario({
     scenario: 'tls',
     cases: CASES,
-    servers: [NODE_TLS, USOCKETS, LIMIT],
+    servers: [NODE_TLS, BUN, USOCKETS, LIMIT],
     baseline: NODE_TLS,
+    peer: BUN,
     limit: LIMIT,
     noiseProbe: NOISE_PROBE,
     jsThreadShare: true,

@@ -4,7 +4,7 @@
 // LoopHandle, the slot that a Timer or a Poll holds on a loop.
 'use strict'
 
-const { LoopCore, SLOT_INDEX_RANGE, EXTERNAL_BATCH_BYTES } = require('../binding.js')
+const { LoopCore, SLOT_INDEX_RANGE } = require('../binding.js')
 const { kState, kStamp, kCloseByLoop, hideInternal } = require('./symbols.js')
 const { loopClosedError } = require('./errors.js')
 const { invalidArgType, validateFunction, validateInteger, validateOptions } = require('./validate.js')
@@ -63,11 +63,6 @@ class LoopState {
     this.collected = new FinalizationRegistry((id) => {
       if (!this.closed) this.core.releaseHandle(id)
     })
-    // Large batches are counted twice against V8's external memory, so that dead ones are
-    // collected sooner (src/binding/mod.rs, take_batch); the second count ends with the batch.
-    // (A closed loop's core still works for this: the call touches only V8.)
-    /** @type {FinalizationRegistry<number>} */
-    this.externalBatches = new FinalizationRegistry((bytes) => this.core.releaseExternalBatch(bytes))
   }
 
   /**
@@ -82,7 +77,6 @@ class LoopState {
     try {
       let records
       while ((records = core.takeBatch()) !== null) {
-        if (records.byteLength >= EXTERNAL_BATCH_BYTES) this.externalBatches.register(records.buffer, records.byteLength)
         dispatchRecords(this, records)
         if (performance.now() >= yieldAt && !this.closed) {
           // The doorbell rings only once everything pending was taken: come back for the rest.

@@ -6,8 +6,9 @@
 //! --no-default-features` tests it without Node. `binding` (behind the default `napi` feature)
 //! is the thin Node-API layer: argument conversion, the threadsafe function that rings the
 //! JavaScript thread, and the environment cleanup hook that stops loop threads.
-// `unsafe` lives in two modules only, `sys` (syscalls) and the loop's poller, each block with a
-// `// SAFETY:` comment; the compiler refuses it anywhere else.
+// `unsafe` lives in three modules only, `sys` (syscalls), the loop's poller and the binding's
+// `sys` (an external ArrayBuffer), each block with a `// SAFETY:` comment; the compiler
+// refuses it anywhere else.
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 

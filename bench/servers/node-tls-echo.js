@@ -19,7 +19,11 @@ const server = tls.createServer(
     noDelay: true,
   },
   (socket) => {
-    socket.on('data', (data) => socket.write(data))
+    // Backpressure as in node-net-echo.js.
+    socket.on('data', (data) => {
+      if (!socket.write(data)) socket.pause()
+    })
+    socket.on('drain', () => socket.resume())
     // Runs end with connections closed mid-echo; see node-net-echo.js.
     socket.on('error', () => {})
   },

@@ -25,8 +25,12 @@ const options = tls
   : {}
 const context = new SocketContext(new Loop({ spinMicroseconds: Number(values['spin-us']) }), options)
 // send, not write: write may take only part of the bytes and leave the rest to the caller,
-// send buffers it natively, like node:net's socket.write does in JS. The load generator's
-// in-flight window bounds how much either server ever buffers.
-context.onData((socket, data) => socket.send(data))
+// send buffers it natively, like node:net's socket.write does in JS. Backpressure as the other
+// servers do it: stop reading while send's buffer is over the high-water mark, read again once
+// it drained (onWritable), so an unbounded writer cannot make the server buffer without bound.
+context.onData((socket, data) => {
+  if (!socket.send(data)) socket.pause()
+})
+context.onWritable((socket) => socket.resume())
 const listenSocket = context.listen('127.0.0.1', port)
 console.log(JSON.stringify({ port: listenSocket.port }))

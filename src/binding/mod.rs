@@ -23,6 +23,8 @@ use crate::net::{ClientTls, ConnectTarget, ListenOptions, SocketTimeout};
 use crate::proxy::{Addresses, Command, Expect, Header};
 use crate::tls::{ConfigError, MinVersion, TlsContext, TlsFailure, TlsOptions};
 
+#[allow(unsafe_code)]
+mod sys;
 mod wire;
 
 /// The string `code` a JavaScript error carries (`'EPERM'`, `'ERR_LOOP_CLOSED'`, ...).
@@ -354,7 +356,7 @@ pub struct TlsSocketInfo {
 }
 
 /// Batches of at least this many words move to JavaScript without a copy.
-const EXTERNAL_BATCH_WORDS: usize = wire::EXTERNAL_BATCH_BYTES as usize / 4;
+const EXTERNAL_BATCH_WORDS: usize = 64 * 1024 / 4;
 
 /// One loop thread and its delivery channel. Internal: `index.js` wraps it as `Loop`.
 #[napi]
@@ -424,31 +426,39 @@ impl LoopCore {
             return Ok(None);
         }
         // A large batch (bulk data) is handed over as it is, as external memory that V8 frees
-        // with its last view; copying it would cost a zero-fill and a copy per byte. A small one
-        // is cheaper to copy than to register with the garbage collector. V8 counts an external
-        // ArrayBuffer's length already, but collects only once 64 MiB of it accumulated since the
-        // last full collection: with a slow consumer that is 64 MiB of dead batches on top of
-        // `maxPendingBytes` (backpressure test, 512 MiB at 8 MiB credit: +79 MiB peak RSS).
-        // Counting large batches a second time halves that (+47 MiB) for more frequent
-        // collections of what is mostly a small heap; `index.js` takes the count back when
-        // the batch is collected (`release_external_batch`).
+        // with its last view, giving it back to the loop's pool (its pages already faulted in:
+        // fresh ones cost the loop a fault and a zero-fill each); copying it would cost a
+        // zero-fill and a copy per byte. A small one is cheaper to copy than to register with
+        // the garbage collector. V8 counts the ArrayBuffer's length; the room beyond it (the
+        // allocation is recycled whole) is counted here, so V8 sees what is really held. V8
+        // collects only once 64 MiB of such memory accumulated since its last full collection.
+        // While JavaScript keeps up, that is the right trade: the collections are a tenth of
+        // the CPU of a bulk stream at 64 MiB and twice that at half of it. While JavaScript
+        // falls behind (a slow consumer), the loop is waiting for it anyway, and 64 MiB of dead
+        // batches on top of `maxPendingBytes` is the memory that matters (backpressure test,
+        // 512 MiB at 8 MiB credit: +79 MiB peak RSS): then a batch is counted twice, so dead
+        // ones are collected twice as soon (+47 MiB). The count is taken back when the batch is
+        // collected.
         let records = if js.records().len() >= EXTERNAL_BATCH_WORDS {
             let words = js.take_records();
-            env.adjust_external_memory((words.len() * 4) as i64).map_err(napi_error)?;
-            Uint32ArraySlice::from_data(env, words)
+            let mut counted = (words.capacity() - words.len()) * 4;
+            if event_loop.javascript_is_behind() {
+                counted += words.capacity() * 4;
+            }
+            let counted = counted as i64;
+            env.adjust_external_memory(counted).map_err(napi_error)?;
+            let pool = event_loop.batch_pool();
+            sys::external_u32_array(env, words, move |env, words| {
+                // Only fails if the environment is going away, when nothing needs it.
+                let _ = env.adjust_external_memory(-counted);
+                pool.recycle(words);
+            })
         } else {
             let copy = Uint32ArraySlice::copy_from(env, js.records());
             js.release_records();
             copy
         };
         records.map(Some).map_err(napi_error)
-    }
-
-    /// A large batch of `bytes` (see `take_batch`) was collected.
-    #[napi]
-    pub fn release_external_batch(&self, env: Env, bytes: f64) -> Result<()> {
-        env.adjust_external_memory(-(bytes as i64)).map_err(napi_error)?;
-        Ok(())
     }
 
     /// A new handle id (a number below 2^53).

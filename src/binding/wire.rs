@@ -115,12 +115,6 @@ pub const SERVER_NAME_TEXT: u32 = 2;
 #[cfg_attr(feature = "napi", napi)]
 pub const SLOT_INDEX_RANGE: u32 = 1 << 26;
 
-/// Batches of at least this many bytes reach JavaScript without a copy, as external memory
-/// counted twice against V8's (see `take_batch`); JavaScript takes the second count back when
-/// such a batch is collected.
-#[cfg_attr(feature = "napi", napi)]
-pub const EXTERNAL_BATCH_BYTES: u32 = 64 * 1024;
-
 /// Socket timeouts fire on ticks this many seconds apart.
 #[cfg_attr(feature = "napi", napi)]
 pub const TIMEOUT_GRANULARITY: u32 = event_loop::TIMEOUT_GRANULARITY.as_secs() as u32;

@@ -6,9 +6,9 @@
 //! bounds how much undelivered data the loop may hold (`maxPendingBytes`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use super::SlotId;
+use super::{lock, SlotId};
 
 /// What an event record reports. The numbers are part of the contract with `index.js`.
 #[repr(u32)]
@@ -226,14 +226,12 @@ impl Batch {
         self.last_record = 0;
     }
 
-    /// Empties the batch, returning its records without the room it kept for more (which the
-    /// allocator reclaims in place): they may live as long as JavaScript keeps a view of them.
+    /// Empties the batch, returning its records with the room it kept for more: they may live
+    /// as long as JavaScript keeps a view of them, and then go back to the [`BatchPool`] whole.
     pub fn take_words(&mut self) -> Vec<u32> {
         self.last_seq = 0;
         self.last_record = 0;
-        let mut words = std::mem::take(&mut self.words);
-        words.shrink_to_fit();
-        words
+        std::mem::take(&mut self.words)
     }
 
     /// Copies the records of `other` to the end of this batch.
@@ -242,14 +240,55 @@ impl Batch {
         self.last_seq = self.last_seq.max(other.last_seq);
     }
 
-    /// Moves the records out into a batch of their own, leaving room for as many and the
-    /// largest read besides: bulk data comes in batches of similar size, which then fill
-    /// without growing (a grow copies the whole batch).
-    fn split_off(&mut self) -> Batch {
-        let room = Vec::with_capacity(self.words.len() + RETAINED_BATCH_WORDS);
+    /// Moves the records out into a batch of their own, leaving room for the largest read and
+    /// more: a recycled allocation from `pool` if it has one, else room for as many records
+    /// and the largest read besides (bulk data comes in batches of similar size, which then
+    /// fill without growing: a grow copies the whole batch; a full bulk batch is published
+    /// rather than grown).
+    fn split_off(&mut self, pool: &BatchPool) -> Batch {
+        let room = pool.take().unwrap_or_else(|| Vec::with_capacity(self.words.len() + RETAINED_BATCH_WORDS));
         let words = std::mem::replace(&mut self.words, room);
         let last_record = std::mem::take(&mut self.last_record);
         Batch { words, last_seq: std::mem::take(&mut self.last_seq), last_record }
+    }
+}
+
+/// The allocations of bulk batches JavaScript is done with, for the loop to fill again. A fresh
+/// allocation of a few megabytes is fresh pages: the kernel faults in and zeroes each one as
+/// the loop receives into it, and unmaps it when it is freed. For a bulk stream that measured
+/// as much CPU as the copies of the bytes themselves, so batches are recycled instead.
+#[derive(Debug, Default)]
+pub struct BatchPool {
+    /// Each empty, with its capacity; their capacities sum to at most `RECYCLED_BATCH_BYTES`.
+    allocations: Mutex<Vec<Vec<u32>>>,
+}
+
+/// What the pool keeps at most: what the loop fills between two of V8's collections of dead
+/// batches (the binding counts each twice against V8's 64 MiB external-memory trigger), so
+/// that a steady bulk stream allocates nothing; beyond it, batches are freed. This memory was
+/// resident before it came back (dead batches wait for the collector), so recycling it does
+/// not raise the peak; a loop that has gone quiet keeps up to this much for its next burst.
+const RECYCLED_BATCH_BYTES: usize = 32 << 20;
+
+impl BatchPool {
+    /// The allocation recycled last (its pages are the likeliest to be cached), if any.
+    fn take(&self) -> Option<Vec<u32>> {
+        lock(&self.allocations).pop()
+    }
+
+    /// Takes back the records of a batch JavaScript no longer references. Only allocations
+    /// with room for the largest read are kept, so that every one kept is used again (one that
+    /// waited for a batch small enough for it would be memory nobody counts).
+    pub fn recycle(&self, mut words: Vec<u32>) {
+        if words.capacity() < RETAINED_BATCH_WORDS {
+            return;
+        }
+        words.clear();
+        let mut allocations = lock(&self.allocations);
+        let held: usize = allocations.iter().map(Vec::capacity).sum();
+        if (held + words.capacity()) * 4 <= RECYCLED_BATCH_BYTES {
+            allocations.push(words);
+        }
     }
 }
 
@@ -282,6 +321,9 @@ pub struct Delivery {
     delivered_seq: AtomicU64,
     /// The loop sleeps until a delivery is acknowledged (it has polls to re-check, or no credit).
     loop_awaits_delivery: AtomicBool,
+    /// Shared with the binding, which recycles bulk batches when V8 collects them (possibly
+    /// after the loop is gone).
+    pool: Arc<BatchPool>,
 }
 
 impl Delivery {
@@ -292,7 +334,7 @@ impl Delivery {
         self.undelivered_bytes.fetch_add(events.bytes(), Ordering::SeqCst);
         let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if events.is_bulk() {
-            let batch = events.split_off();
+            let batch = events.split_off(&self.pool);
             pending.batches.push_back(batch);
         } else {
             match pending.batches.back_mut() {
@@ -336,6 +378,11 @@ impl Delivery {
         self.delivered_seq.store(taken.seq, Ordering::SeqCst);
         self.undelivered_bytes.fetch_sub(taken.bytes, Ordering::SeqCst);
         self.loop_awaits_delivery.swap(false, Ordering::SeqCst)
+    }
+
+    /// Where batches handed to JavaScript as they are (`JsSide::take_records`) go back.
+    pub fn pool(&self) -> &Arc<BatchPool> {
+        &self.pool
     }
 
     pub fn delivered_seq(&self) -> u64 {
@@ -474,6 +521,47 @@ mod tests {
 
         events.push(EventKind::Wakeup, 0, 0, 0);
         assert!(delivery.publish(&mut events, 4), "an empty take re-arms the doorbell");
+    }
+
+    /// Publishes a bulk batch of `bytes` payload bytes, takes it as JavaScript does and returns
+    /// its records moved out (as the binding hands them to V8).
+    fn publish_and_take_bulk(delivery: &Delivery, events: &mut Batch, bytes: usize) -> Vec<u32> {
+        events.reserve_payload(bytes); // as every read does
+        events.push_data(1, 1, &vec![7; bytes]);
+        delivery.publish(events, 1);
+        let mut taken = Batch::default();
+        assert!(delivery.take(&mut taken, &mut Taken::default()).0);
+        taken.take_words()
+    }
+
+    #[test]
+    fn bulk_batches_javascript_is_done_with_are_filled_again() {
+        let delivery = Delivery::default();
+        let mut events = Batch::default();
+        let first = publish_and_take_bulk(&delivery, &mut events, SEPARATE_BATCH_BYTES);
+        let (address, capacity) = (first.as_ptr(), first.capacity());
+        assert!(capacity >= RETAINED_BATCH_WORDS, "handed out whole, with its room");
+        delivery.pool().recycle(first);
+
+        // The batch after the next bulk one is published fills the recycled allocation.
+        let _second = publish_and_take_bulk(&delivery, &mut events, SEPARATE_BATCH_BYTES);
+        let third = publish_and_take_bulk(&delivery, &mut events, SEPARATE_BATCH_BYTES);
+        assert_eq!((third.as_ptr(), third.capacity()), (address, capacity), "the allocation was reused");
+        assert_eq!(third.len(), WORDS_PER_EVENT + SEPARATE_BATCH_BYTES / 4, "with only the new records");
+    }
+
+    #[test]
+    fn the_pool_keeps_a_bounded_amount_of_allocations_large_enough_to_use() {
+        let pool = BatchPool::default();
+        pool.recycle(Vec::with_capacity(RETAINED_BATCH_WORDS - 1));
+        assert!(pool.take().is_none(), "too small for the largest read: freed");
+        let kept = RECYCLED_BATCH_BYTES / 4 / RETAINED_BATCH_WORDS;
+        for _ in 0..kept + 3 {
+            pool.recycle(Vec::with_capacity(RETAINED_BATCH_WORDS));
+        }
+        let held: usize = lock(&pool.allocations).iter().map(Vec::capacity).sum();
+        assert!(held * 4 <= RECYCLED_BATCH_BYTES, "{held} words held");
+        assert_eq!(std::iter::from_fn(|| pool.take()).count(), kept);
     }
 
     #[test]

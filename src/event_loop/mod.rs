@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use batch::{Batch, EventKind, EVENT_BYTES, OPENED_BY_CONNECT, TIMER_FINAL, WORDS_PER_EVENT};
+pub use batch::{Batch, BatchPool, EventKind, EVENT_BYTES, OPENED_BY_CONNECT, TIMER_FINAL, WORDS_PER_EVENT};
 pub use slots::SlotId;
 pub use timeouts::TIMEOUT_GRANULARITY;
 
@@ -273,6 +273,12 @@ impl EventLoop {
         taken
     }
 
+    /// Whether JavaScript is behind: at least half of the loop's credit (`maxPendingBytes`) is
+    /// held by batches it has not dispatched yet, counting the one it took last.
+    pub fn javascript_is_behind(&self) -> bool {
+        self.shared.delivery.undelivered_bytes() * 2 >= self.shared.config.max_pending_bytes
+    }
+
     /// Stops the loop thread and waits for it. Idempotent; afterwards every method fails with
     /// [`Error::LoopClosed`] or does nothing.
     pub fn stop(&self) {
@@ -287,6 +293,11 @@ impl EventLoop {
     }
 
     /// Whether both handles refer to the same loop.
+    /// Where the batches [`JsSide::take_records`] hands out go back once JavaScript is done.
+    pub fn batch_pool(&self) -> Arc<BatchPool> {
+        Arc::clone(self.shared.delivery.pool())
+    }
+
     pub fn is_same_loop(&self, other: &EventLoop) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
@@ -319,7 +330,8 @@ impl JsSide {
         self.batch.clear();
     }
 
-    /// Moves the records out (to hand them to JavaScript without a copy). Its acknowledgement
+    /// Moves the records out (to hand them to JavaScript without a copy); give them to
+    /// [`BatchPool::recycle`] once JavaScript no longer references them. Its acknowledgement
     /// is unaffected.
     pub fn take_records(&mut self) -> Vec<u32> {
         self.batch.take_words()

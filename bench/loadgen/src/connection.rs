@@ -1,7 +1,8 @@
 //! One client connection of the echo protocol: it writes its stream of pattern bytes as
-//! messages, keeps at most a window of them unechoed, checks every echoed byte and times
-//! every message from send to complete echo.
+//! messages, keeps at most a window of them unechoed (or as many as TCP lets it), checks
+//! every echoed byte and times every message from send to complete echo.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, ErrorKind};
 use std::os::fd::AsFd;
@@ -17,8 +18,9 @@ use crate::tls::{Negotiated, TlsClient};
 /// What every connection sends.
 pub struct Plan {
     pub message_size: u64,
-    /// Messages a connection may have sent whose echo has not fully arrived yet.
-    pub window: u64,
+    /// Messages a connection may have sent whose echo has not fully arrived yet; `None`: as
+    /// many as TCP's flow control lets it write.
+    pub window: Option<u64>,
     /// Set in connect mode: a connection closes after this many messages, and its first
     /// message is timed from the connect call, so its latency covers connect and echo.
     pub messages_per_connection: Option<u64>,
@@ -171,7 +173,7 @@ impl Connection {
                 sent: 0,
                 received: 0,
                 stamped: 0,
-                sent_at: vec![Instant::now(); plan.window as usize].into_boxed_slice(),
+                sent_at: VecDeque::with_capacity(plan.window.unwrap_or(64) as usize),
             },
         }
     }
@@ -195,7 +197,7 @@ impl Connection {
         self.progress.restart(Pattern::origin(shared.connections_opened));
         shared.connections_opened += 1;
         if shared.plan.messages_per_connection.is_some() {
-            self.progress.sent_at[0] = connect_started;
+            self.progress.sent_at.push_back(connect_started);
             self.progress.stamped = 1;
         }
         Ok(())
@@ -271,9 +273,8 @@ struct Progress {
     received: u64,
     /// Messages whose send time is recorded in `sent_at`.
     stamped: u64,
-    /// When each unechoed message was sent: message `n` at `n % window`. A slot is reused
-    /// only once its message is echoed, because the window stops a later one being sent.
-    sent_at: Box<[Instant]>,
+    /// When each message stamped but not yet fully echoed was sent, oldest first.
+    sent_at: VecDeque<Instant>,
 }
 
 impl Progress {
@@ -282,6 +283,7 @@ impl Progress {
         self.sent = 0;
         self.received = 0;
         self.stamped = 0;
+        self.sent_at.clear();
     }
 
     /// Reads and checks what the server echoed; returns whether the connection has got back
@@ -308,8 +310,9 @@ impl Progress {
             let complete = self.received / plan.message_size;
             if complete > complete_before {
                 let now = Instant::now();
-                for message in complete_before..complete {
-                    let sent_at = self.sent_at[(message % plan.window) as usize];
+                for _ in complete_before..complete {
+                    let sent_at =
+                        self.sent_at.pop_front().expect("a message is stamped when its first byte is sent");
                     let latency = now.duration_since(sent_at).as_nanos();
                     stats.latency_ns.record(latency.try_into().unwrap_or(u64::MAX));
                 }
@@ -330,7 +333,9 @@ impl Progress {
     /// records it was encrypted into) is still unwritten.
     fn send(&mut self, transport: &mut Transport, shared: &Shared) -> Result<bool, Failure> {
         let plan = &shared.plan;
-        let window_end = (self.received / plan.message_size + plan.window) * plan.message_size;
+        let window_end = plan
+            .window
+            .map_or(u64::MAX, |window| (self.received / plan.message_size + window) * plan.message_size);
         let limit = plan.bytes_per_connection().map_or(window_end, |total| total.min(window_end));
         while self.sent < limit {
             let len = (limit - self.sent).min(MAX_SPAN as u64) as usize;
@@ -365,7 +370,7 @@ impl Progress {
         }
         let now = Instant::now();
         while self.stamped * plan.message_size < self.sent {
-            self.sent_at[(self.stamped % plan.window) as usize] = now;
+            self.sent_at.push_back(now);
             self.stamped += 1;
         }
     }

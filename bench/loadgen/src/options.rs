@@ -13,6 +13,8 @@ usage: loadgen <mode> (--port N [--host H] | --unix PATH) [options]
 modes:
   pingpong  every connection keeps --pipeline messages of --size bytes in flight
   stream    every connection writes --size byte chunks, at most --pipeline of them unechoed
+            (--pipeline unbounded: as many as TCP's flow control lets it write; it reads the
+            echo back concurrently but never waits for it)
   connect   every connection slot loops: connect (and with --tls, a full handshake), send
             one --size byte message, read the echo, close
 
@@ -22,7 +24,8 @@ options:
   --unix PATH       server Unix socket path, instead of --host/--port
   --connections C   concurrent connections (default 1)
   --size S          bytes per message or chunk (default 64; stream: 65536)
-  --pipeline P      messages in flight per connection (default 1; stream: 16; not for connect)
+  --pipeline P      messages in flight per connection (default 1; stream: 16; not for connect),
+                    or unbounded
   --warmup SECS     seconds before measuring starts (default 1)
   --duration SECS   seconds measured (default 3)
   --tls             speak TLS (1.2 or 1.3, no session resumption) over each connection
@@ -57,8 +60,8 @@ pub struct Options {
     pub connections: usize,
     pub message_size: u64,
     /// Messages (pingpong) or chunks (stream) each connection may have sent but not yet seen
-    /// echoed; 1 in connect mode.
-    pub pipeline: u64,
+    /// echoed; 1 in connect mode; `None`: no limit but TCP's.
+    pub pipeline: Option<u64>,
     pub warmup: Duration,
     pub duration: Duration,
     /// Set with --tls.
@@ -119,7 +122,8 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, ParseErr
             "--unix" => unix = Some(PathBuf::from(value)),
             "--connections" => connections = positive(&flag, &value)?,
             "--size" => message_size = positive(&flag, &value)?,
-            "--pipeline" => pipeline = Some(positive(&flag, &value)?),
+            "--pipeline" if value == "unbounded" => pipeline = Some(None),
+            "--pipeline" => pipeline = Some(Some(positive(&flag, &value)?)),
             "--warmup" => warmup = seconds(&flag, &value)?,
             "--duration" => duration = seconds(&flag, &value)?,
             "--ca" => ca = Some(PathBuf::from(value)),
@@ -141,8 +145,8 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, ParseErr
     };
     let pipeline = match (mode, pipeline) {
         (Mode::Connect, Some(_)) => return Err("--pipeline does not apply to connect mode".into()),
-        (Mode::Stream, None) => 16,
-        (_, pipeline) => pipeline.unwrap_or(1),
+        (Mode::Stream, None) => Some(16),
+        (_, pipeline) => pipeline.unwrap_or(Some(1)),
     };
     let tls = match (tls, ca) {
         (true, Some(ca)) => Some(TlsClient::new(&ca, &server_name)?),

@@ -92,7 +92,7 @@ impl Report<'_> {
             json_string(&options.endpoint.to_string()),
             options.connections,
             options.message_size,
-            options.pipeline,
+            options.pipeline.map_or("null".to_string(), |window| window.to_string()),
             options.warmup.as_secs_f64(),
             options.duration.as_secs_f64(),
             options.tls.is_some(),
