@@ -37,6 +37,19 @@ export declare class LoopCore {
   /** Listens on TCP; returns the listener's id. Errors carry the errno code (`EADDRINUSE`). */
   listen(host: string | undefined | null, port: number, options: ListenOptionsInput, tls?: TlsContextCore | undefined | null): number
   listenUnix(path: string, options: ListenOptionsInput, tls?: TlsContextCore | undefined | null): number
+  /**
+   * Listens on an inherited listening descriptor, which the listener then owns; returns its
+   * id. Errors carry the errno code (`EBADF`, `ENOTSOCK`, `EINVAL` for one not listening).
+   */
+  listenFd(fd: number, options: ListenOptionsInput, tls?: TlsContextCore | undefined | null): number
+  /**
+   * Takes over an inherited connected descriptor as an accepted socket (a TLS server with
+   * `tls`); returns the socket's id. Errors as `listen_fd` (`EINVAL` for a listening one,
+   * `ENOTCONN` for one not connected).
+   */
+  adoptFd(fd: number, tls?: TlsContextCore | undefined | null): number
+  /** The address a listener is bound to (a Unix socket's path), while it is open. */
+  listenerHost(id: number): string | null
   /** The port a listener is bound to (-1 for Unix sockets, or once closed). */
   listenerPort(id: number): number
   /**
@@ -175,6 +188,9 @@ export declare const OPEN_REMOTE_LENGTH: number
 
 /** Open: the remote port (as i32: -1 for Unix sockets). */
 export declare const OPEN_REMOTE_PORT: number
+
+/** The listener word of an Open payload of a socket JavaScript handed over (`adoptFd`). */
+export declare const OPENED_BY_ADOPTION: number
 
 /** The listener word of an Open payload of a socket that connected rather than was accepted. */
 export declare const OPENED_BY_CONNECT: number

@@ -855,6 +855,7 @@ module.exports.OPEN_ADDRESSES = nativeBinding.OPEN_ADDRESSES
 module.exports.OPEN_LOCAL_PORT = nativeBinding.OPEN_LOCAL_PORT
 module.exports.OPEN_REMOTE_LENGTH = nativeBinding.OPEN_REMOTE_LENGTH
 module.exports.OPEN_REMOTE_PORT = nativeBinding.OPEN_REMOTE_PORT
+module.exports.OPENED_BY_ADOPTION = nativeBinding.OPENED_BY_ADOPTION
 module.exports.OPENED_BY_CONNECT = nativeBinding.OPENED_BY_CONNECT
 module.exports.PAYLOAD_LISTENER_GENERATION = nativeBinding.PAYLOAD_LISTENER_GENERATION
 module.exports.PAYLOAD_LISTENER_INDEX = nativeBinding.PAYLOAD_LISTENER_INDEX

@@ -432,6 +432,31 @@ export declare class SocketContext {
    */
   listenUnix(path: string, options?: number | ListenOptions): ListenSocket
   /**
+   * Listens on an inherited listening descriptor: a TCP or Unix stream socket that is bound
+   * and listening already, such as systemd socket activation passes (`LISTEN_FDS`: fds 3, 4,
+   * ...; README, "Deployment") or a parent process hands down. On success the descriptor
+   * belongs to the returned listen socket (made non-blocking and close-on-exec) and is closed
+   * with it: do not use or close it yourself. A TLS context serves TLS on it. Of
+   * {@link ListenOptions}, `maxConnections` and `proxyProtocol` apply and `backlog` is set
+   * anew; `exclusive` / `ipv6Only` throw `ERR_INVALID_ARG_VALUE` (it is bound already).
+   * @throws a `RangeError` / `TypeError` for an fd that is not an integer 0 to 2^31 - 1; an Error
+   * with `code`, the descriptor left open and still yours, for one that is not open
+   * (`'EBADF'`), not a socket (`'ENOTSOCK'`), not a TCP or Unix stream socket
+   * (`'ESOCKTNOSUPPORT'`) or not listening (`'EINVAL'`).
+   */
+  listenFd(fd: number, options?: number | ListenOptions): ListenSocket
+  /**
+   * Takes over an inherited connected descriptor (`us_adopt_accepted_socket`), as if a listener
+   * of this context had accepted it: `onOpen(socket, false, remoteAddress)` follows (for TLS,
+   * once the handshake this side runs as the server completed; a failed one is
+   * `onConnectError` with its code, since JavaScript had the socket from the start). On success
+   * the descriptor belongs to the returned socket (non-blocking, close-on-exec, `TCP_NODELAY`)
+   * and is closed with it.
+   * @throws as {@link SocketContext.listenFd}, with `'EINVAL'` for a listening socket and
+   * `'ENOTCONN'` for one not connected; the descriptor is then left open and still yours.
+   */
+  adoptFd(fd: number, options?: { ext?: unknown }): Socket
+  /**
    * Connects (`us_socket_context_connect`): returns a connecting socket at once; `onOpen` or
    * `onConnectError` follows. A host name is resolved off the loop thread and every resolved
    * address is tried in turn; an address (IPv4, or IPv6 with or without brackets) is used as is.

@@ -30,6 +30,8 @@ const LISTEN_EXCLUSIVE_PORT = 1
 const DEFAULT_HIGH_WATER_MARK = 64 * 1024
 
 const MAX_BACKLOG = 2 ** 31 - 1
+/** Descriptors are C ints. */
+const MAX_FD = 2 ** 31 - 1
 
 function noop() {}
 
@@ -244,6 +246,41 @@ class SocketContext {
     const context = this[kContextState]
     context.state.checkOpen()
     return createListenSocket(this, context.state.core.listenUnix(path, binding, context.tls), path, -1, binding)
+  }
+
+  /**
+   * Listens on an inherited listening descriptor (systemd's LISTEN_FDS, a parent's), which the
+   * listen socket then owns. Of the options, `exclusive` and `ipv6Only` cannot apply (it is
+   * bound already).
+   * @param {number} fd
+   * @param {number | import('../index.js').ListenOptions} [options]
+   */
+  listenFd(fd, options = LISTEN_DEFAULT) {
+    validateInteger(fd, 'fd', 0, MAX_FD)
+    const binding = listenOptions(options)
+    if (binding.exclusive || binding.ipv6Only) {
+      const message = 'listenFd: options.exclusive and options.ipv6Only do not apply to a listener that is bound already'
+      throw withCode(new Error(message), 'ERR_INVALID_ARG_VALUE')
+    }
+    const context = this[kContextState]
+    context.state.checkOpen()
+    const { core } = context.state
+    const id = core.listenFd(fd, binding, context.tls)
+    return createListenSocket(this, id, core.listenerHost(id) ?? '', core.listenerPort(id), binding)
+  }
+
+  /**
+   * Takes over an inherited connected descriptor as if this context's listener had accepted
+   * it (a TLS context handshakes as the server); onOpen follows.
+   * @param {number} fd
+   * @param {{ ext?: unknown }} [options]
+   */
+  adoptFd(fd, options) {
+    validateInteger(fd, 'fd', 0, MAX_FD)
+    const { ext } = validateOptions(options, 'options')
+    const context = this[kContextState]
+    context.state.checkOpen()
+    return createSocket(this, context.state.core.adoptFd(fd, context.tls), ext)
   }
 
   /**

@@ -15,6 +15,7 @@ const {
   EVENT_DATA,
   EVENT_SERVER_NAME,
   OPENED_BY_CONNECT,
+  OPENED_BY_ADOPTION,
   PAYLOAD_LISTENER_INDEX,
   PAYLOAD_LISTENER_GENERATION,
   OPEN_REMOTE_PORT,
@@ -69,7 +70,7 @@ function dispatchRecords(state, records) {
         if (state.onWakeup !== undefined && !state.closed) state.onWakeup(state.loop)
         continue
       }
-      if (kind === EVENT_OPEN && records[at + LISTENER_INDEX_AT] !== OPENED_BY_CONNECT) {
+      if (kind === EVENT_OPEN && openedByListener(records, at)) {
         accepted(state, records, at)
         continue
       }
@@ -161,7 +162,18 @@ function dataOf(records, at, length) {
 }
 
 /**
- * Whether an Open record is of a socket that connected (rather than was accepted).
+ * Whether an Open record is of a socket a listener accepted (its handle is made now), rather
+ * than one JavaScript made (connect, adoptFd).
+ * @param {Uint32Array} records
+ * @param {number} at
+ */
+function openedByListener(records, at) {
+  const listener = records[at + LISTENER_INDEX_AT]
+  return listener !== OPENED_BY_CONNECT && listener !== OPENED_BY_ADOPTION
+}
+
+/**
+ * Whether an Open record is of a socket that connected (rather than was accepted or adopted).
  * @param {Uint32Array} records
  * @param {number} at
  */

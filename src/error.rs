@@ -70,6 +70,7 @@ pub fn errno_name(errno: i32) -> &'static str {
         libc::ENOSPC => "ENOSPC",
         libc::EPIPE => "EPIPE",
         libc::ENOTSOCK => "ENOTSOCK",
+        libc::ESOCKTNOSUPPORT => "ESOCKTNOSUPPORT",
         libc::EADDRINUSE => "EADDRINUSE",
         libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
         libc::ENETUNREACH => "ENETUNREACH",

@@ -157,6 +157,60 @@ pub fn accept(listener: &Socket) -> io::Result<Option<(Socket, SockAddr)>> {
     }
 }
 
+/// What an inherited descriptor must be: a listening socket, or a connected one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inherited {
+    Listening,
+    Connected,
+}
+
+/// Takes over an inherited stream socket (systemd's `LISTEN_FDS`, a parent process's), after
+/// checking it is what `expected` says: `EBADF` if `fd` is not open, `ENOTSOCK` if it is not a
+/// socket, `ESOCKTNOSUPPORT` if it is not a TCP or Unix stream socket, `EINVAL` if it is not
+/// listening (or, for [`Inherited::Connected`], is), `ENOTCONN` if it is not connected. On
+/// success the socket owns `fd` (closing it when dropped), is non-blocking and close-on-exec,
+/// and a TCP one has TCP_NODELAY as every socket of the loop; on failure `fd` is untouched.
+pub fn adopt_inherited(fd: RawFd, expected: Inherited) -> io::Result<Socket> {
+    let fail = |errno| Err(io::Error::from_raw_os_error(errno));
+    if fd < 0 {
+        return fail(libc::EBADF);
+    }
+    // SAFETY: `stat` is plain old data, fully written by a successful fstat; zeroed is a valid value.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat only writes into `stat`, which outlives the call; a bad fd yields EBADF.
+    if unsafe { libc::fstat(fd, &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return fail(libc::ENOTSOCK);
+    }
+    // SAFETY: `fd` is an open descriptor (fstat succeeded); the borrow ends with this function
+    // and nothing closes the descriptor meanwhile.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let socket = socket2::SockRef::from(&borrowed);
+    let domain = socket.domain()?;
+    if socket.r#type()? != Type::STREAM || ![Domain::IPV4, Domain::IPV6, Domain::UNIX].contains(&domain) {
+        return fail(libc::ESOCKTNOSUPPORT);
+    }
+    let listening = socket.is_listener()?;
+    match expected {
+        Inherited::Listening if !listening => return fail(libc::EINVAL),
+        Inherited::Connected if listening => return fail(libc::EINVAL),
+        Inherited::Connected => {
+            socket.peer_addr()?;
+        }
+        Inherited::Listening => {}
+    }
+    socket.set_nonblocking(true)?;
+    socket.set_cloexec(true)?;
+    if domain != Domain::UNIX && expected == Inherited::Connected {
+        socket.set_tcp_nodelay(true)?;
+    }
+    // SAFETY: `fd` is an open socket that the caller hands over (this function's contract): no
+    // one else closes it from here on.
+    Ok(unsafe { <Socket as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
 /// Starts a non-blocking connect; completion shows as writability (then [`take_error`]).
 pub fn connect(addr: &SockAddr, source: Option<IpAddr>) -> io::Result<Socket> {
     let socket = stream_socket(addr.domain())?;
@@ -305,5 +359,29 @@ mod tests {
         b.write_all(b"x").unwrap();
         poll_now(&mut fds).unwrap();
         assert_ne!(fds[0].revents & libc::POLLIN, 0);
+    }
+
+    #[test]
+    fn inherited_descriptors_are_checked_before_they_are_taken_over() {
+        use std::os::fd::IntoRawFd;
+        let errno = |result: io::Result<Socket>| result.unwrap_err().raw_os_error();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let file = std::fs::File::open("Cargo.toml").unwrap();
+        let (datagram, _peer) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        assert_eq!(errno(adopt_inherited(file.as_raw_fd(), Inherited::Listening)), Some(libc::ENOTSOCK));
+        assert_eq!(
+            errno(adopt_inherited(datagram.as_raw_fd(), Inherited::Connected)),
+            Some(libc::ESOCKTNOSUPPORT)
+        );
+        assert_eq!(errno(adopt_inherited(client.as_raw_fd(), Inherited::Listening)), Some(libc::EINVAL));
+        assert_eq!(errno(adopt_inherited(listener.as_raw_fd(), Inherited::Connected)), Some(libc::EINVAL));
+        assert_eq!(errno(adopt_inherited(-1, Inherited::Listening)), Some(libc::EBADF));
+
+        // Taken over: the socket owns the descriptor now (and is non-blocking).
+        let adopted = adopt_inherited(listener.into_raw_fd(), Inherited::Listening).unwrap();
+        assert!(adopted.nonblocking().unwrap());
+        let connection = adopt_inherited(client.into_raw_fd(), Inherited::Connected).unwrap();
+        assert!(connection.tcp_nodelay().unwrap());
     }
 }

@@ -3,11 +3,11 @@
 // missing; a spec fails (it does not skip) without one.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 
 import type { Teardown } from './util'
+import { closedPort } from './net'
 
 export function haproxyCommand(): string {
   for (const candidate of ['haproxy', '/usr/sbin/haproxy', '/usr/local/sbin/haproxy']) {
@@ -16,13 +16,6 @@ export function haproxyCommand(): string {
   throw new Error('haproxy is not installed (apt-get install haproxy; .ci/run does it)')
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()))
-  const { port } = server.address() as net.AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
 
 /** Whether some process listens on 127.0.0.1:`port` (Linux: /proc/net/tcp, state 0A). */
 function listensOn(port: number): boolean {
@@ -49,7 +42,7 @@ export interface HaproxyOptions {
 
 /** Starts HAProxy in the foreground; resolves with its frontend port once it listens. */
 export async function startHaproxy(t: Teardown, options: HaproxyOptions): Promise<{ port: number; process: ChildProcess }> {
-  const port = await freePort()
+  const port = await closedPort()
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'usockets-haproxy-'))
   const config = [
     'global',

@@ -9,6 +9,8 @@ import os from 'node:os'
 import path from 'node:path'
 import tls from 'node:tls'
 
+import { closedPort } from './net'
+
 export const TLS_FIXTURES = path.join(__dirname, '..', '..', 'test', 'fixtures', 'tls')
 
 /** The path of a TLS fixture, e.g. `fixturePath('server.pem')`. Throws when it is missing. */
@@ -47,17 +49,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago (bound once, then freed). */
-async function freePort(): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => resolve())
-  })
-  const port = (server.address() as net.AddressInfo).port
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
 
 /**
  * Whether process `pid` listens on 127.0.0.1:`port`. On Linux this looks up the listening socket in
@@ -138,7 +129,7 @@ export interface OpensslServerOptions {
  */
 export async function startOpensslServer(options: OpensslServerOptions): Promise<OpensslServer> {
   for (let attempt = 1; ; attempt++) {
-    const port = options.port ?? (await freePort())
+    const port = options.port ?? (await closedPort())
     try {
       return await launchOpensslServer(options, port)
     } catch (err) {

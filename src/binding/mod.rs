@@ -547,6 +547,45 @@ impl LoopCore {
         Ok(id.pack() as f64)
     }
 
+    /// Listens on an inherited listening descriptor, which the listener then owns; returns its
+    /// id. Errors carry the errno code (`EBADF`, `ENOTSOCK`, `EINVAL` for one not listening).
+    #[napi]
+    pub fn listen_fd(
+        &self,
+        fd: i32,
+        options: ListenOptionsInput,
+        tls: Option<&TlsContextCore>,
+    ) -> Result<f64> {
+        let tls = tls.map(TlsContextCore::server).transpose()?;
+        let options = options.into_options();
+        let id = self.running()?.listen_fd(&mut self.js.borrow_mut(), fd, options, tls).map_err(js_error)?;
+        Ok(id.pack() as f64)
+    }
+
+    /// Takes over an inherited connected descriptor as an accepted socket (a TLS server with
+    /// `tls`); returns the socket's id. Errors as `listen_fd` (`EINVAL` for a listening one,
+    /// `ENOTCONN` for one not connected).
+    #[napi]
+    pub fn adopt_fd(&self, fd: i32, tls: Option<&TlsContextCore>) -> Result<f64> {
+        let tls = tls.map(TlsContextCore::server).transpose()?;
+        let event_loop = self.running()?;
+        let id = event_loop.create_handle().map_err(js_error)?;
+        if let Err(err) = event_loop.adopt_fd(&mut self.js.borrow_mut(), id, fd, tls) {
+            event_loop.release(id);
+            return Err(js_error(err));
+        }
+        Ok(id.pack() as f64)
+    }
+
+    /// The address a listener is bound to (a Unix socket's path), while it is open.
+    #[napi]
+    pub fn listener_host(&self, id: f64) -> Option<String> {
+        self.event_loop
+            .as_ref()
+            .and_then(|event_loop| event_loop.listener_address(&self.js.borrow(), slot(id)))
+            .map(|(host, _)| host)
+    }
+
     /// The port a listener is bound to (-1 for Unix sockets, or once closed).
     #[napi]
     pub fn listener_port(&self, id: f64) -> i32 {

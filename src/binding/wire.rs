@@ -82,6 +82,9 @@ pub const TIMER_FINAL: u32 = event_loop::TIMER_FINAL;
 /// The listener word of an Open payload of a socket that connected rather than was accepted.
 #[cfg_attr(feature = "napi", napi)]
 pub const OPENED_BY_CONNECT: u32 = event_loop::OPENED_BY_CONNECT;
+/// The listener word of an Open payload of a socket JavaScript handed over (`adoptFd`).
+#[cfg_attr(feature = "napi", napi)]
+pub const OPENED_BY_ADOPTION: u32 = event_loop::OPENED_BY_ADOPTION;
 
 // Payload words, counted from the payload's start (the word after the header).
 
@@ -144,7 +147,7 @@ const _: () = assert!(SLOT_INDEX_RANGE.is_power_of_two());
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event_loop::batch::open_payload;
+    use crate::event_loop::batch::{open_payload, Opener};
     use crate::event_loop::SlotId;
 
     fn word(payload: &[u8], at: u32) -> u32 {
@@ -166,14 +169,16 @@ mod tests {
         let listener = SlotId { index: 7, generation: 9 };
         let remote = ("192.0.2.1".to_owned(), 443);
         let local = ("/tmp/sock".to_owned(), -1);
-        let payload = open_payload(Some(listener), &remote, &local);
+        let payload = open_payload(Opener::Listener(listener), &remote, &local);
         assert_eq!(word(&payload, PAYLOAD_LISTENER_INDEX), 7);
         assert_eq!(word(&payload, PAYLOAD_LISTENER_GENERATION), 9);
         assert_eq!(word(&payload, OPEN_REMOTE_PORT) as i32, 443);
         assert_eq!(word(&payload, OPEN_LOCAL_PORT) as i32, -1);
         assert_eq!(word(&payload, OPEN_REMOTE_LENGTH), 9);
         assert_eq!(&payload[OPEN_ADDRESSES as usize * 4..], b"192.0.2.1/tmp/sock");
-        let connected = open_payload(None, &remote, &local);
+        let connected = open_payload(Opener::Connect, &remote, &local);
         assert_eq!(word(&connected, PAYLOAD_LISTENER_INDEX), OPENED_BY_CONNECT);
+        let adopted = open_payload(Opener::Adoption, &remote, &local);
+        assert_eq!(word(&adopted, PAYLOAD_LISTENER_INDEX), OPENED_BY_ADOPTION);
     }
 }

@@ -54,12 +54,26 @@ pub const WORDS_PER_EVENT: usize = 4;
 
 /// `listener` word of an `Open` payload for a socket that connected rather than was accepted.
 pub const OPENED_BY_CONNECT: u32 = u32::MAX;
+/// `listener` word of an `Open` payload for a socket JavaScript handed over (`adoptFd`).
+pub const OPENED_BY_ADOPTION: u32 = u32::MAX - 1;
+
+/// Where an open socket came from, as its `Open` payload says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opener {
+    Listener(SlotId),
+    Connect,
+    Adoption,
+}
 
 /// The payload of an `Open` record: the accepting listener's slot index and generation (or
-/// [`OPENED_BY_CONNECT`] and 0 for a connect), the remote and local ports (-1 for Unix sockets),
+/// [`OPENED_BY_CONNECT`] / [`OPENED_BY_ADOPTION`] and 0), the remote and local ports (-1 for Unix sockets),
 /// the byte length of the remote address, then the remote and the local address as UTF-8.
-pub fn open_payload(listener: Option<SlotId>, remote: &(String, i32), local: &(String, i32)) -> Vec<u8> {
-    let (index, generation) = listener.map_or((OPENED_BY_CONNECT, 0), |id| (id.index, id.generation));
+pub fn open_payload(opener: Opener, remote: &(String, i32), local: &(String, i32)) -> Vec<u8> {
+    let (index, generation) = match opener {
+        Opener::Listener(id) => (id.index, id.generation),
+        Opener::Connect => (OPENED_BY_CONNECT, 0),
+        Opener::Adoption => (OPENED_BY_ADOPTION, 0),
+    };
     let mut payload = Vec::with_capacity(20 + remote.0.len() + local.0.len());
     payload.extend_from_slice(&index.to_le_bytes());
     payload.extend_from_slice(&generation.to_le_bytes());

@@ -29,7 +29,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use batch::{Batch, BatchPool, EventKind, EVENT_BYTES, OPENED_BY_CONNECT, TIMER_FINAL, WORDS_PER_EVENT};
+pub use batch::{
+    Batch, BatchPool, EventKind, EVENT_BYTES, OPENED_BY_ADOPTION, OPENED_BY_CONNECT, TIMER_FINAL,
+    WORDS_PER_EVENT,
+};
 pub use slots::SlotId;
 pub use timeouts::TIMEOUT_GRANULARITY;
 

@@ -43,6 +43,41 @@ impl EventLoop {
         self.watch_listener(js, sys::listen_unix(path, options.backlog)?, tls, options)
     }
 
+    /// Listens on an inherited listening socket (see [`sys::adopt_inherited`]), which is then
+    /// the listener's and closes with it; of `options`, the connection limit and the PROXY
+    /// protocol apply, and a backlog is set anew if given.
+    pub fn listen_fd(
+        &self,
+        js: &mut JsSide,
+        fd: RawFd,
+        options: ListenOptions,
+        tls: Option<Arc<TlsContext>>,
+    ) -> Result<SlotId> {
+        self.check_open()?;
+        let socket = sys::adopt_inherited(fd, sys::Inherited::Listening)?;
+        if let Some(backlog) = options.backlog {
+            socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+        }
+        self.watch_listener(js, socket, tls, options)
+    }
+
+    /// Takes over an inherited connected socket (see [`sys::adopt_inherited`]) as if accepted
+    /// by a listener of the context (a TLS server with `tls`): it opens (for TLS, once the
+    /// handshake completed) with an `Open` record, or fails with a `ConnectError` one.
+    pub fn adopt_fd(
+        &self,
+        js: &mut JsSide,
+        id: SlotId,
+        fd: RawFd,
+        tls: Option<Arc<TlsContext>>,
+    ) -> Result<()> {
+        self.check_current(id)?;
+        let socket = sys::adopt_inherited(fd, sys::Inherited::Connected)?;
+        js.connecting.insert(id);
+        self.submit(Command::Socket(SocketCommand::Adopt { id, socket, tls }));
+        Ok(())
+    }
+
     fn watch_listener(
         &self,
         js: &mut JsSide,

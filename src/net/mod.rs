@@ -92,6 +92,12 @@ pub(crate) enum SocketCommand {
         source: Option<IpAddr>,
         tls: Option<ClientTls>,
     },
+    /// `adoptFd`: an inherited connected socket, opened as if accepted.
+    Adopt {
+        id: SlotId,
+        socket: crate::sys::Socket,
+        tls: Option<Arc<TlsContext>>,
+    },
     /// A name lookup finished (sent by its lookup thread).
     Resolved {
         id: SlotId,
@@ -207,6 +213,13 @@ impl Net {
                 }
                 if let Some((host, port)) = host {
                     self.look_up(services, id, host, port);
+                }
+            }
+            SocketCommand::Adopt { id, socket, tls } => {
+                // A socket JavaScript closed before this ran is closed as it is dropped.
+                if services.slots().is_current(id) {
+                    let stream = Stream::adopt(services, id, socket, tls);
+                    self.streams.insert(id, stream);
                 }
             }
             SocketCommand::Resolved { id, result } => self.resolved(services, id, result),

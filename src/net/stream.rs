@@ -17,14 +17,14 @@ use super::io::{errno_of, SocketIo, FIN_SENT};
 use super::listener::{ListenerCounts, ListenerIo};
 use super::preamble::Preamble;
 use super::ClientTls;
-use crate::event_loop::batch::{open_payload, EventKind};
+use crate::event_loop::batch::{open_payload, EventKind, Opener};
 use crate::event_loop::poller::{Poller, Trigger};
 use crate::event_loop::services::Services;
 use crate::event_loop::timeouts::{ArmedTimeouts, TimeoutKind};
 use crate::event_loop::{lock, SlotId, READABLE, WRITABLE};
 use crate::proxy::Expect;
 use crate::sys::{self, SockAddr};
-use crate::tls::{TlsFailure, TlsSession};
+use crate::tls::{TlsContext, TlsFailure, TlsSession};
 
 /// Most bytes read from one socket per loop iteration, so one busy peer cannot starve the rest.
 const READ_BUDGET_PER_SOCKET: usize = 1 << 20;
@@ -68,6 +68,8 @@ pub(crate) struct Stream {
     pub(super) source: Option<IpAddr>,
     /// Opened by a connect (JavaScript knows it from the start), not accepted.
     pub(super) client: bool,
+    /// Handed over by JavaScript (`adoptFd`): a server socket JavaScript knows from the start.
+    adopted: bool,
     /// The listener that accepted it (its `Open` names it).
     pub(super) listener: Option<SlotId>,
     /// What that listener counts (open connections, the ones closed before `Open`).
@@ -108,6 +110,7 @@ impl Stream {
             phase,
             source: None,
             client: true,
+            adopted: false,
             listener: None,
             counts: None,
             preamble: None,
@@ -153,6 +156,33 @@ impl Stream {
         stream
     }
 
+    /// An inherited connected socket (`adoptFd`), opened as an accepted one is (a TLS server
+    /// handshakes first) but known to JavaScript from the start: a failure before `Open` is
+    /// reported as a `ConnectError`.
+    pub(super) fn adopt(
+        services: &mut Services,
+        id: SlotId,
+        socket: sys::Socket,
+        tls: Option<Arc<TlsContext>>,
+    ) -> Stream {
+        let checked = socket.peer_addr().and_then(|remote| {
+            services.poller().watch(socket.as_fd(), id.index as usize, READABLE, Trigger::Level)?;
+            Ok(remote)
+        });
+        let io = Arc::new(SocketIo::new(socket, tls.is_some()));
+        let mut stream = Stream::new(id, Phase::Open, Some(io), READABLE);
+        stream.client = false;
+        stream.adopted = true;
+        if let Some(context) = tls {
+            stream.transport = Transport::Tls(Box::new(TlsSession::server(context)));
+        }
+        match checked {
+            Ok(remote) => stream.begin_accepted(services, remote, None, None),
+            Err(err) => stream.fail_connect(services, errno_of(&err)),
+        }
+        stream
+    }
+
     /// The pre-open stage of an accepted connection: everything between accept and `Open`.
     /// With `proxy`, the PROXY header comes first (`preamble.rs`); then a TLS server handshakes
     /// (JavaScript hears of it once that completed); a plain socket opens at once. The
@@ -173,6 +203,12 @@ impl Stream {
             None if !self.is_tls() => self.announce_open(services, Some(remote), local),
             None => {}
         }
+    }
+
+    /// Whether JavaScript made the socket (a connect, an adoption) rather than hears of it
+    /// first in its `Open` (an accepted one).
+    fn known_to_javascript(&self) -> bool {
+        self.client || self.adopted
     }
 
     pub(super) fn is_finished(&self) -> bool {
@@ -450,8 +486,13 @@ impl Stream {
                 local.unwrap_or_else(|| describe(io.socket.local_addr())),
             ),
         };
-        let payload = open_payload(self.listener, &remote, &local);
-        lock(&services.shared.opened).push((self.id, io, self.client));
+        let opener = match self.listener {
+            Some(listener) => Opener::Listener(listener),
+            None if self.adopted => Opener::Adoption,
+            None => Opener::Connect,
+        };
+        let payload = open_payload(opener, &remote, &local);
+        lock(&services.shared.opened).push((self.id, io, self.known_to_javascript()));
         self.announced = true;
         services.events.push_with_payload(EventKind::Open, self.id.index, self.id.generation, &payload);
         self.sync_interest(services);
@@ -511,7 +552,7 @@ impl Stream {
         if self.finished {
             return;
         }
-        if !self.announced && self.client {
+        if !self.announced && self.known_to_javascript() {
             self.fail_connect(services, errno);
             return;
         }
