@@ -3,8 +3,8 @@
 // one result row per (case, server) with its ratios to the baseline (node:net or node:tls), to
 // the peer (Bun) and to the limit (bench/limit-server, one core's worth of plain Rust).
 //
-// With two CPUs or more the server is pinned to CPU 0 and the load generator to CPU 1, so
-// neither steals the other's time. The server's CPU time (all its threads) is read from /proc
+// With two CPUs or more the server is pinned to CPU 0 (or the CPUs its `cpus` lists) and the
+// load generator to CPU 1, so neither steals the other's time. The server's CPU time (all its threads) is read from /proc
 // when the load generator reports that its measured window opens and closes, so the warm-up
 // and start-up are not counted. So is the CPU time the rest of the machine used in that window
 // (otherCpuPct): other processes competing for the two CPUs make a run noisy. It is
@@ -128,7 +128,7 @@ function buildTools() {
   }
 }
 
-/** `command args` to spawn, pinned to `cpu` when the machine has CPUs to spare. */
+/** `command args` to spawn, pinned to `cpu` (a CPU list: 0, or '0,1') when the machine has CPUs to spare. */
 function onCpu(cpu, command, args) {
   return PIN ? ['taskset', ['-c', String(cpu), command, ...args]] : [command, args]
 }
@@ -150,7 +150,7 @@ function startFailureReason(stderr) {
  * is kept until then, to say why if it never does, and passed through after.
  */
 function startServer(server) {
-  const [command, args] = onCpu(0, server.command, server.args)
+  const [command, args] = onCpu(server.cpus ?? 0, server.command, server.args)
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   let stderr = ''
   const keepStderr = (chunk) => (stderr += chunk)
@@ -171,23 +171,29 @@ function startServer(server) {
     )
     child.once('error', onError)
     child.once('close', onClose)
-    readline.createInterface({ input: child.stdout }).once('line', (line) => {
+    // The first line is the port; later ones (JSON) are what the server reports, kept for the
+    // scenario (the workers' share of connections).
+    const reports = []
+    const lines = readline.createInterface({ input: child.stdout })
+    lines.once('line', (line) => {
       clearTimeout(timer)
       child.off('error', onError)
       child.off('close', onClose)
       child.stderr.off('data', keepStderr)
       process.stderr.write(stderr)
       child.stderr.pipe(process.stderr)
-      resolve({ child, port: JSON.parse(line).port })
+      lines.on('line', (report) => reports.push(JSON.parse(report)))
+      resolve({ child, port: JSON.parse(line).port, reports })
     })
   })
 }
 
+/** SIGTERM, and waits until its stdout is read to the end (its last reports). */
 async function stopServer(child) {
   if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = once(child, 'exit')
+  const closed = once(child, 'close')
   child.kill()
-  await exited
+  await closed
 }
 
 /** CPU times at one instant; two of them bound the measured window. */
@@ -249,11 +255,13 @@ async function measure(scenario, testCase, server) {
   } catch (err) {
     return { unavailable: err.message }
   }
+  let run
   try {
-    return await runLoadgen(testCase.args, started.port, started.child.pid)
+    run = await runLoadgen(testCase.args, started.port, started.child.pid)
   } finally {
     await stopServer(started.child)
   }
+  return { ...run, serverReports: started.reports }
 }
 
 /** CPU time the rest of the machine used in the measured window. */

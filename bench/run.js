@@ -14,6 +14,7 @@ const SCENARIOS = {
   delivery: 'delivery.js',
   tcp: 'tcp.js',
   tls: 'tls.js',
+  workers: 'workers.js',
 }
 
 function formatCell(value) {

@@ -1,36 +1,88 @@
-// Echo server on usockets-rs, measured by bench/tcp.js against node-net-echo.js and by
-// bench/tls.js (with --tls) against node-tls-echo.js.
-// Usage: node usockets-echo.js [port] [--tls] [--spin-us N] (port 0 or none: an ephemeral
-// port). Prints {"port": N} as its first stdout line once listening. With --tls its
+// Echo server on usockets-rs, measured by bench/tcp.js against node-net-echo.js, by
+// bench/tls.js (with --tls) against node-tls-echo.js, and by bench/workers.js (--workers N).
+// Usage: node usockets-echo.js [port] [--tls] [--spin-us N] [--workers N] (port 0 or none: an
+// ephemeral port). Prints {"port": N} as its first stdout line once listening. With --tls its
 // certificate is test/fixtures/tls/server.pem, as node-tls-echo.js's. --spin-us sets the
 // loop's spinMicroseconds (polling without sleeping for that long after each delivery).
+// --workers N: N worker threads, each with its own loop, listening on one port
+// (SO_REUSEPORT) as examples/cluster.mjs does; on SIGTERM it prints
+// {"acceptedPerWorker": [...]} (connections each worker accepted) and exits.
 'use strict'
 
+const net = require('node:net')
 const path = require('node:path')
 const { parseArgs } = require('node:util')
+const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads')
 
 const { Loop, SocketContext } = require('../..')
 
 const FIXTURES = path.join(__dirname, '..', '..', 'test', 'fixtures', 'tls')
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { tls: { type: 'boolean', default: false }, 'spin-us': { type: 'string', default: '0' } },
+  options: {
+    tls: { type: 'boolean', default: false },
+    'spin-us': { type: 'string', default: '0' },
+    workers: { type: 'string', default: '0' },
+  },
 })
-const tls = values.tls
-const port = Number(positionals[0] ?? 0)
+const workers = Number(values.workers)
 
-// All TLS work happens on the loop thread (index.d.ts, SocketContext): the JS thread sees plaintext only.
-const options = tls
-  ? { tls: { keyFileName: path.join(FIXTURES, 'server.key'), certFileName: path.join(FIXTURES, 'server.pem') } }
-  : {}
-const context = new SocketContext(new Loop({ spinMicroseconds: Number(values['spin-us']) }), options)
-// send, not write: write may take only part of the bytes and leave the rest to the caller,
-// send buffers it natively, like node:net's socket.write does in JS. Backpressure as the other
-// servers do it: stop reading while send's buffer is over the high-water mark, read again once
-// it drained (onWritable), so an unbounded writer cannot make the server buffer without bound.
-context.onData((socket, data) => {
-  if (!socket.send(data)) socket.pause()
-})
-context.onWritable((socket) => socket.resume())
-const listenSocket = context.listen('127.0.0.1', port)
-console.log(JSON.stringify({ port: listenSocket.port }))
+/** Listens on `port` and echoes; returns the listen socket and a count of accepted connections. */
+function serve(port) {
+  // All TLS work happens on the loop thread (index.d.ts, SocketContext): the JS thread sees plaintext only.
+  const options = values.tls
+    ? { tls: { keyFileName: path.join(FIXTURES, 'server.key'), certFileName: path.join(FIXTURES, 'server.pem') } }
+    : {}
+  const context = new SocketContext(new Loop({ spinMicroseconds: Number(values['spin-us']) }), options)
+  const accepted = { count: 0 }
+  context.onOpen(() => accepted.count++)
+  // send, not write: write may take only part of the bytes and leave the rest to the caller,
+  // send buffers it natively, like node:net's socket.write does in JS. Backpressure as the
+  // other servers do it: stop reading while send's buffer is over the high-water mark, read
+  // again once it drained (onWritable), so an unbounded writer cannot make the server buffer
+  // without bound.
+  context.onData((socket, data) => {
+    if (!socket.send(data)) socket.pause()
+  })
+  context.onWritable((socket) => socket.resume())
+  return { listenSocket: context.listen('127.0.0.1', port), accepted }
+}
+
+/** A port that was free a moment ago: the workers must all listen on the same, fixed one. */
+function freePort() {
+  return new Promise((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address()
+      probe.close(() => resolve(port))
+    })
+  })
+}
+
+async function startWorkers() {
+  const port = Number(positionals[0] ?? 0) || (await freePort())
+  const threads = Array.from({ length: workers }, () => new Worker(__filename, { argv: process.argv.slice(2), workerData: { port } }))
+  await Promise.all(threads.map((thread) => new Promise((resolve) => thread.once('message', resolve))))
+  console.log(JSON.stringify({ port }))
+  process.once('SIGTERM', async () => {
+    const counts = await Promise.all(
+      threads.map((thread) => {
+        const reply = new Promise((resolve) => thread.once('message', resolve))
+        thread.postMessage('count')
+        return reply
+      }),
+    )
+    console.log(JSON.stringify({ acceptedPerWorker: counts }))
+    process.exit(0)
+  })
+}
+
+if (!isMainThread) {
+  const { accepted } = serve(workerData.port)
+  parentPort.postMessage('listening')
+  parentPort.on('message', () => parentPort.postMessage(accepted.count))
+} else if (workers > 0) {
+  startWorkers()
+} else {
+  const { listenSocket } = serve(Number(positionals[0] ?? 0))
+  console.log(JSON.stringify({ port: listenSocket.port }))
+}
