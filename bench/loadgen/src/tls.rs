@@ -233,6 +233,11 @@ impl TlsSession {
     /// written before still wait for the socket: then `WouldBlock`, and nothing is taken.
     pub fn write(&mut self, socket: &mut Socket, buf: &[u8]) -> io::Result<usize> {
         self.flush(socket)?;
+        // Until the handshake completes rustls buffers plaintext without sending any, so a
+        // writer with no window of its own would buffer without end.
+        if self.conn.is_handshaking() {
+            return Err(ErrorKind::WouldBlock.into());
+        }
         let len = self.conn.writer().write(buf)?;
         // What the socket does not take now goes out with the next write or flush.
         match self.flush(socket) {
