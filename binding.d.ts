@@ -12,6 +12,20 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 /** One loop thread and its delivery channel. Internal: `index.js` wraps it as `Loop`. */
 export declare class LoopCore {
   /**
+   * Binds a UDP socket (`host` null or `''`: every interface, dual-stack). Errors carry the
+   * errno code (`EADDRINUSE`, `EACCES`, `EADDRNOTAVAIL`).
+   */
+  udpBind(host: string | undefined | null, port: number, exclusive: boolean, ipv6Only: boolean): UdpBound
+  /**
+   * Sends one datagram to `address` (an IP address: `lib/udp.js` refuses names) and `port`:
+   * whether the kernel took it. A closed socket or loop sends nothing.
+   */
+  udpSend(id: number, data: Uint8Array, port: number, address: string): boolean
+  /** Datagrams the kernel dropped for the socket's full receive buffer. */
+  udpReceivedDropped(id: number): number
+  /** Closes the socket; its port is free when this returns. */
+  udpClose(id: number): void
+  /**
    * Starts the loop thread. `deliver` is called (with no arguments) whenever events wait in
    * `takeBatch`; it must take them all.
    */
@@ -120,6 +134,15 @@ export declare class TlsContextCore {
   setAsksForNames(asks: boolean): void
 }
 
+/** Datagram: where the sender's address (text), then the datagram's bytes, begin. */
+export declare const DATAGRAM_ADDRESS: number
+
+/** Datagram: the byte length of the sender's address. */
+export declare const DATAGRAM_ADDRESS_LENGTH: number
+
+/** Datagram: the sender's port. */
+export declare const DATAGRAM_PORT: number
+
 /** The errno of a connect that closing its context or loop cancelled. */
 export declare const ERRNO_ECANCELED: number
 
@@ -134,6 +157,9 @@ export declare const EVENT_CONNECT_ERROR: number
 
 /** Bytes arrived: the payload. */
 export declare const EVENT_DATA: number
+
+/** A UDP datagram arrived. */
+export declare const EVENT_DATAGRAM: number
 
 /** The peer finished sending (FIN). */
 export declare const EVENT_END: number
@@ -161,6 +187,12 @@ export declare const EVENT_WAKEUP: number
 
 /** A socket can take more, or its send buffer drained. */
 export declare const EVENT_WRITABLE: number
+
+/**
+ * Bit `kind` is set for the kinds whose records carry `arg` payload bytes (padded to words):
+ * the dispatcher skips a record as `WORDS_PER_EVENT + ((arg + 3) >>> 2)` words for those.
+ */
+export declare const KINDS_WITH_PAYLOAD: number
 
 export interface ListenerCountsOutput {
   rejected: number
@@ -270,6 +302,13 @@ export interface TlsSocketInfo {
   alpnProtocol?: string
   servername?: string
   peerCertificate?: Buffer
+}
+
+/** A bound UDP socket: its id, and the address and port it is bound to. */
+export interface UdpBound {
+  id: number
+  address: string
+  port: number
 }
 
 /** The negative libuv code of a ConnectError record whose name lookup failed (ENOTFOUND). */

@@ -653,3 +653,70 @@ export declare class Socket {
    */
   terminate(code?: number, reason?: any): void
 }
+
+/**
+ * Options of `new UdpSocket()`. `onData` is required: a socket that cannot hear is a mistake.
+ */
+export interface UdpSocketOptions {
+  /** The address to bind: null, undefined or `''` is every interface, dual-stack (`'::'`). A name is resolved synchronously. */
+  host?: string | null
+  /** 0 (default): an ephemeral port. Integer 0 to 65535. */
+  port?: number
+  /** Fail with `EADDRINUSE` if the port is taken, instead of sharing it (no SO_REUSEPORT). Default false. */
+  exclusive?: boolean
+  /** An IPv6 wildcard takes IPv6 datagrams only. Default false (dual-stack). */
+  ipv6Only?: boolean
+  /**
+   * Once per datagram, in arrival order. `data` is a view into the event batch it came in (as
+   * `onData` of a TCP socket: it may be kept; copy small parts you keep for long); `address`
+   * is the sender's IP address (IPv4 senders of a dual-stack socket as IPv4), `port` its port.
+   */
+  onData: (socket: UdpSocket, data: Buffer, port: number, address: string) => void
+  /** After a `send` returned false, once the kernel can take datagrams again. */
+  onDrain?: (socket: UdpSocket) => void
+}
+
+/**
+ * A bound UDP socket (`us_udp_socket`) on a loop's thread: datagrams are read there with
+ * `recvmmsg` (up to 16 per syscall) straight into the event batches and reach `onData` with
+ * the loop's other events; `send` goes from the calling thread to the kernel, as TCP `write`
+ * does. Memory is bounded as for TCP: with `maxPendingBytes` of undelivered events the loop
+ * stops reading, and the kernel drops what its receive buffer cannot hold; `receivedDropped`
+ * counts those. An open UdpSocket keeps the process (or worker) alive, like a listen socket;
+ * `loop.close()` closes it; the methods of a closed one are harmless (`send` returns false).
+ */
+export declare class UdpSocket {
+  /**
+   * Binds at once.
+   * @throws a `TypeError` / `RangeError` naming the option for a wrong type or range (`onData`
+   * missing included); an Error with `code` when binding fails (`'EADDRINUSE'`, `'EACCES'`,
+   * `'EADDRNOTAVAIL'`, `'ENOTFOUND'` for a host name that does not resolve).
+   */
+  constructor(loop: Loop | null | undefined, options: UdpSocketOptions)
+  /** The bound port (the ephemeral one chosen for port 0). */
+  readonly port: number
+  /** The bound address (`'::'` for dual-stack). */
+  readonly address: string
+  readonly isClosed: boolean
+  /**
+   * Datagrams the kernel dropped because the socket's receive buffer was full, since it was
+   * bound (the kernel's own count, read when you read this; kept as it was once closed). A
+   * slow consumer sees its loss here instead of guessing.
+   */
+  readonly receivedDropped: number
+  /** Any value; usockets-rs never reads it. */
+  ext: unknown
+  /**
+   * Sends one datagram to `address` (an IPv4 or IPv6 address: names are not resolved here,
+   * resolve them once with `dns.lookup` and send to the address) and `port`. Returns false when
+   * the kernel cannot take it now: it was not sent, and `onDrain` follows once it can; also
+   * false on a closed socket.
+   * @throws a `TypeError` (`'ERR_INVALID_ARG_VALUE'`) for an address that is not an IP address; a
+   * `RangeError` for a port outside 1 to 65535 or data over 65,507 bytes (IPv4; 65,527 for IPv6),
+   * nothing sent; an Error with `code` for what the kernel refuses (`'ENETUNREACH'`,
+   * `'EACCES'` for a broadcast address without `SO_BROADCAST`, ...).
+   */
+  send(data: string | ArrayBufferView, port: number, address: string): boolean
+  /** Closes the socket; its port is free when this returns. Idempotent. */
+  close(): void
+}

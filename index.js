@@ -14,6 +14,7 @@ const { Timer } = require('./lib/timer.js')
 const { Poll } = require('./lib/poll.js')
 const { Socket, ListenSocket } = require('./lib/socket.js')
 const { SocketContext, LISTEN_DEFAULT, LISTEN_EXCLUSIVE_PORT } = require('./lib/context.js')
+const { UdpSocket } = require('./lib/udp.js')
 
 module.exports = {
   Loop,
@@ -22,6 +23,7 @@ module.exports = {
   SocketContext,
   Socket,
   ListenSocket,
+  UdpSocket,
   READABLE,
   WRITABLE,
   LISTEN_DEFAULT,

@@ -10,6 +10,7 @@ export const {
   SocketContext,
   Socket,
   ListenSocket,
+  UdpSocket,
   READABLE,
   WRITABLE,
   LISTEN_DEFAULT,

@@ -12,8 +12,8 @@ const {
   WORDS_PER_EVENT,
   EVENT_WAKEUP,
   EVENT_OPEN,
-  EVENT_DATA,
   EVENT_SERVER_NAME,
+  KINDS_WITH_PAYLOAD,
   OPENED_BY_CONNECT,
   OPENED_BY_ADOPTION,
   PAYLOAD_LISTENER_INDEX,
@@ -42,7 +42,8 @@ const SERVER_NAME_AT = WORDS_PER_EVENT + SERVER_NAME_TEXT
  * @typedef {import('./timer.js').Timer
  *   | import('./poll.js').Poll
  *   | import('./socket.js').Socket
- *   | import('./socket.js').ListenSocket} LoopEntry
+ *   | import('./socket.js').ListenSocket
+ *   | import('./udp.js').UdpSocket} LoopEntry
  * @typedef {import('./loop.js').LoopState} LoopState
  * @typedef {import('./socket.js').ListenSocket} ListenSocket
  */
@@ -62,7 +63,7 @@ function dispatchRecords(state, records) {
     const arg = records[i + 3]
     const at = i
     i +=
-      kind === EVENT_OPEN || kind === EVENT_DATA || kind === EVENT_SERVER_NAME
+      (KINDS_WITH_PAYLOAD >>> kind) & 1
         ? WORDS_PER_EVENT + ((arg + 3) >>> 2)
         : WORDS_PER_EVENT
     try {

@@ -21,6 +21,7 @@ pub mod sys;
 #[cfg(test)]
 mod testing;
 pub mod tls;
+pub mod udp;
 
 #[cfg(feature = "napi")]
 mod binding;

@@ -5,6 +5,12 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 
+mod datagram;
+pub use datagram::{
+    bind_udp, dropped_datagrams, receive, send_datagram, Datagram, DatagramBuffers, DATAGRAMS_PER_RECEIVE,
+    MAX_DATAGRAM,
+};
+
 /// Fails with `EPERM` for descriptors that can never be polled (regular files and directories:
 /// epoll refuses them) and with `EBADF` for descriptors that are not open.
 pub fn check_pollable(fd: RawFd) -> io::Result<()> {

@@ -76,6 +76,19 @@ fuzz_target!(|data: &[u8]| {
                 batch.push(kind, index, stamp, arg);
                 model.push(kind, index, stamp, arg, &[]);
             }
+            2 if op & 16 != 0 => {
+                // A datagram: the address is the first few bytes, as text.
+                let split = usize::from(*socket_index).min(bytes.len());
+                let (address, datagram) = bytes.split_at(split);
+                let address: String = address.iter().map(|&byte| char::from(b'0' + byte % 10)).collect();
+                let port = u16::from(*op) << 8 | u16::from(*socket_index);
+                batch.push_datagram(index, stamp, port, &address, datagram);
+                let mut payload = u32::from(port).to_le_bytes().to_vec();
+                payload.extend_from_slice(&(address.len() as u32).to_le_bytes());
+                payload.extend_from_slice(address.as_bytes());
+                payload.extend_from_slice(datagram);
+                model.push(EventKind::Datagram, index, stamp, payload.len() as u32, &payload);
+            }
             2 => {
                 let kind = if op & 8 == 0 { EventKind::Open } else { EventKind::ServerName };
                 batch.push_with_payload(kind, index, stamp, bytes);

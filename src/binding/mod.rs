@@ -25,6 +25,7 @@ use crate::tls::{ConfigError, MinVersion, TlsContext, TlsFailure, TlsOptions};
 
 #[allow(unsafe_code)]
 mod sys;
+mod udp;
 mod wire;
 
 /// The string `code` a JavaScript error carries (`'EPERM'`, `'ERR_LOOP_CLOSED'`, ...).

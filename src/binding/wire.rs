@@ -58,6 +58,23 @@ pub const EVENT_CONNECT_ERROR: u32 = EventKind::ConnectError as u32;
 /// A TLS client asked for a name that no pattern matches; its handshake waits for JavaScript.
 #[cfg_attr(feature = "napi", napi)]
 pub const EVENT_SERVER_NAME: u32 = EventKind::ServerName as u32;
+/// A UDP datagram arrived.
+#[cfg_attr(feature = "napi", napi)]
+pub const EVENT_DATAGRAM: u32 = EventKind::Datagram as u32;
+
+/// Bit `kind` is set for the kinds whose records carry `arg` payload bytes (padded to words):
+/// the dispatcher skips a record as `WORDS_PER_EVENT + ((arg + 3) >>> 2)` words for those.
+#[cfg_attr(feature = "napi", napi)]
+pub const KINDS_WITH_PAYLOAD: u32 = {
+    let kinds = event_loop::records::KINDS_WITH_PAYLOAD;
+    let mut mask = 0;
+    let mut i = 0;
+    while i < kinds.len() {
+        mask |= 1 << kinds[i] as u32;
+        i += 1;
+    }
+    mask
+};
 
 /// Every kind has its constant: a kind added to `EventKind` fails to build here until it has one.
 const _: fn(EventKind) -> u32 = |kind| match kind {
@@ -73,6 +90,7 @@ const _: fn(EventKind) -> u32 = |kind| match kind {
     EventKind::Close => EVENT_CLOSE,
     EventKind::ConnectError => EVENT_CONNECT_ERROR,
     EventKind::ServerName => EVENT_SERVER_NAME,
+    EventKind::Datagram => EVENT_DATAGRAM,
 };
 
 /// `arg` bit of a timer record: the timer's last expiry (it does not repeat).
@@ -106,6 +124,15 @@ pub const OPEN_REMOTE_LENGTH: u32 = 4;
 /// Open: where the remote address, then the local address, begin (UTF-8, to the payload's end).
 #[cfg_attr(feature = "napi", napi)]
 pub const OPEN_ADDRESSES: u32 = 5;
+/// Datagram: the sender's port.
+#[cfg_attr(feature = "napi", napi)]
+pub const DATAGRAM_PORT: u32 = 0;
+/// Datagram: the byte length of the sender's address.
+#[cfg_attr(feature = "napi", napi)]
+pub const DATAGRAM_ADDRESS_LENGTH: u32 = 1;
+/// Datagram: where the sender's address (text), then the datagram's bytes, begin.
+#[cfg_attr(feature = "napi", napi)]
+pub const DATAGRAM_ADDRESS: u32 = 2;
 /// ServerName: where the name the client asked for begins (to the payload's end).
 #[cfg_attr(feature = "napi", napi)]
 pub const SERVER_NAME_TEXT: u32 = 2;

@@ -40,6 +40,8 @@ pub enum EventKind {
     /// context has an `onServerName` handler. The socket's handshake waits until JavaScript
     /// answers. Payload: the listener's slot index and generation, then the name as UTF-8.
     ServerName = 12,
+    /// A UDP socket received a datagram. Payload: see [`Batch::push_datagram`].
+    Datagram = 13,
 }
 
 /// `arg` of a timer event whose timer does not repeat: it is disarmed once this is delivered.
@@ -112,6 +114,20 @@ impl Batch {
     pub fn push_with_payload(&mut self, kind: EventKind, index: u32, stamp: u32, payload: &[u8]) {
         self.push(kind, index, stamp, payload.len() as u32);
         self.extend_padded(payload);
+    }
+
+    /// A `Datagram` record: the sender's port and address (as text) before the datagram's bytes.
+    /// The payload is `[port, address length]` as words, then the address and the data
+    /// back to back, zero-padded to a word.
+    pub fn push_datagram(&mut self, index: u32, stamp: u32, port: u16, address: &str, data: &[u8]) {
+        let length = 8 + address.len() + data.len();
+        self.push(EventKind::Datagram, index, stamp, length as u32);
+        self.words.extend_from_slice(&[u32::from(port), address.len() as u32]);
+        let start = self.words.len();
+        self.words.resize(start + (address.len() + data.len()).div_ceil(4), 0);
+        let bytes = bytemuck::cast_slice_mut::<u32, u8>(&mut self.words[start..]);
+        bytes[..address.len()].copy_from_slice(address.as_bytes());
+        bytes[address.len()..address.len() + data.len()].copy_from_slice(data);
     }
 
     /// Appends `bytes` as whole words straight from the bytes (no zero-filling first), then the

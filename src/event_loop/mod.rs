@@ -102,6 +102,8 @@ pub(crate) enum Command {
     },
     /// Socket and listener commands (see [`crate::net`]).
     Socket(SocketCommand),
+    /// UDP socket commands (see [`crate::udp`]).
+    Udp(crate::udp::UdpCommand),
 }
 
 /// What the loop thread and the threads that talk to it share.
@@ -317,6 +319,7 @@ pub struct JsSide {
     taken: Taken,
     pub(crate) sockets: Slab<Arc<SocketIo>>,
     pub(crate) listeners: Slab<Arc<ListenerIo>>,
+    pub(crate) udp: Slab<Arc<crate::udp::UdpIo>>,
     /// Connects JavaScript started and has not seen open, failed or closed.
     pub(crate) connecting: HashSet<SlotId>,
 }

@@ -16,9 +16,13 @@ pub struct Record {
     pub payload: Vec<u8>,
 }
 
+/// The kinds whose records carry `arg` payload bytes.
+pub const KINDS_WITH_PAYLOAD: [EventKind; 4] =
+    [EventKind::Open, EventKind::Data, EventKind::ServerName, EventKind::Datagram];
+
 /// Whether records of `kind` carry `arg` payload bytes.
 pub fn has_payload(kind: u32) -> bool {
-    [EventKind::Open, EventKind::Data, EventKind::ServerName].iter().any(|&with| with as u32 == kind)
+    KINDS_WITH_PAYLOAD.iter().any(|&with| with as u32 == kind)
 }
 
 /// Reads every record of `words`. Fails, saying where, on a record or payload that runs past
@@ -58,11 +62,17 @@ mod tests {
         batch.push_data(4, 1, b"hello");
         batch.push_data(4, 1, b", world");
         batch.push_with_payload(EventKind::ServerName, 5, 2, b"example.com");
+        batch.push_datagram(6, 3, 5353, "::1", b"query");
         let records = read_records(batch.words()).unwrap();
-        assert_eq!(records.len(), 3);
+        assert_eq!(records.len(), 4);
         assert_eq!((records[0].kind, records[0].index, records[0].arg), (EventKind::Timer as u32, 3, 1));
         assert_eq!(records[1].payload, b"hello, world", "consecutive data joined one record");
         assert_eq!(records[2].payload, b"example.com");
+        // The sender's port, its address's length, the address, then the datagram.
+        let mut datagram = 5353u32.to_le_bytes().to_vec();
+        datagram.extend_from_slice(&3u32.to_le_bytes());
+        datagram.extend_from_slice(b"::1query");
+        assert_eq!(records[3].payload, datagram);
         let words = batch.words();
         assert!(read_records(&words[..words.len() - 1]).is_err());
         assert!(read_records(&words[..2]).is_err());

@@ -15,6 +15,7 @@ use super::timers::Timers;
 use super::{lock, poller, Command, Doorbell, Shared};
 use crate::net::Net;
 use crate::sys;
+use crate::udp::Udp;
 
 /// Everything only the loop thread touches.
 pub(super) struct LoopThread {
@@ -23,6 +24,7 @@ pub(super) struct LoopThread {
     timers: Timers,
     polls: Polls,
     net: Net,
+    udp: Udp,
     poller_events: poller::Events,
     /// What the poller reported this iteration, as (key, readable, writable): a copy, so the
     /// drivers may borrow the loop's services mutably (reused, never reallocated per iteration).
@@ -38,6 +40,7 @@ impl LoopThread {
             timers: Timers::default(),
             polls: Polls::default(),
             net: Net::default(),
+            udp: Udp::default(),
             poller_events: poller::Events::new(),
             ready: Vec::new(),
             commands: Vec::new(),
@@ -139,9 +142,11 @@ impl LoopThread {
                 self.timers.release(id);
                 self.polls.release(id, services.poller());
                 self.net.release(services, id);
+                self.udp.release(id);
                 services.slots().release(id);
             }
             Command::Socket(command) => self.net.apply(services, command),
+            Command::Udp(command) => self.udp.apply(services, command),
         }
     }
 
@@ -150,7 +155,7 @@ impl LoopThread {
         self.ready.clear();
         self.ready.extend(self.poller_events.iter().map(|event| (event.key, event.readable, event.writable)));
         for &(key, readable, writable) in &self.ready {
-            if !self.polls.ready(key) {
+            if !self.polls.ready(key) && !self.udp.ready(&mut self.services, key, readable, writable) {
                 self.net.ready(&mut self.services, key, readable, writable);
             }
         }
@@ -163,6 +168,7 @@ impl LoopThread {
         }
         for id in std::mem::take(&mut self.services.throttled) {
             self.net.unthrottle(&mut self.services, id);
+            self.udp.unthrottle(&mut self.services, id);
         }
     }
 

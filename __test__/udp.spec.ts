@@ -1,0 +1,169 @@
+// UdpSocket over real sockets, with node:dgram peers.
+import { spawn } from 'node:child_process'
+import dgram from 'node:dgram'
+import { once as onceEvent } from 'node:events'
+
+import test from 'ava'
+
+import { type Loop, UdpSocket } from '..'
+
+import { ROOT, runNode, until } from './helpers/net'
+import { busyWait, newLoop, sleep } from './helpers/util'
+
+type Received = { data: Buffer; port: number; address: string }
+
+/** A UdpSocket on `loop` that records what it receives (copies: the batch views move on). */
+function receiver(loop: Loop, options: { host?: string; onData?: (socket: UdpSocket, data: Buffer, port: number, address: string) => void } = {}) {
+  const received: Received[] = []
+  const socket = new UdpSocket(loop, {
+    host: options.host ?? '127.0.0.1',
+    onData(self, data, port, address) {
+      received.push({ data: Buffer.from(data), port, address })
+      options.onData?.(self, data, port, address)
+    },
+  })
+  return { socket, received }
+}
+
+async function nodeDgram(type: 'udp4' | 'udp6', address: string): Promise<dgram.Socket> {
+  const socket = dgram.createSocket(type)
+  socket.bind(0, address)
+  await onceEvent(socket, 'listening')
+  return socket
+}
+
+for (const [family, host, type] of [
+  ['IPv4', '127.0.0.1', 'udp4'],
+  ['IPv6', '::1', 'udp6'],
+] as const) {
+  test(`${family}: a node:dgram client's datagrams are echoed; ours reach a node:dgram server, with the right sender`, async (t) => {
+    const loop = newLoop(t)
+    const { socket, received } = receiver(loop, { host, onData: (self, data, port, address) => t.true(self.send(data, port, address)) })
+    t.is(socket.address, host)
+    t.true(socket.port > 0)
+
+    const peer = await nodeDgram(type, host)
+    t.teardown(() => peer.close())
+    const echoed = onceEvent(peer, 'message')
+    peer.send('ping', socket.port, host)
+    const [message, rinfo] = (await echoed) as [Buffer, dgram.RemoteInfo]
+    t.is(message.toString(), 'ping')
+    t.deepEqual([rinfo.address, rinfo.port], [host, socket.port])
+    t.deepEqual(received.map(({ data, port, address }) => [data.toString(), port, address]), [['ping', peer.address().port, host]])
+
+    // And the other way: ours sends first, to a node:dgram server.
+    const reply = onceEvent(peer, 'message')
+    t.true(socket.send(Buffer.from('hello'), peer.address().port, host))
+    const [hello] = (await reply) as [Buffer]
+    t.is(hello.toString(), 'hello')
+  })
+}
+
+test('10,000 datagrams of mixed sizes from node:dgram all arrive intact when the consumer keeps up', async (t) => {
+  const loop = newLoop(t)
+  const sizes = Array.from({ length: 10_000 }, (_, i) => [0, 1, 64, 512, 1200, 1472, 9000, 60_000][i % 8])
+  const expected = sizes.map((size, i) => {
+    const data = Buffer.alloc(size + 4, i % 251)
+    data.writeUInt32LE(i)
+    return data
+  })
+  const { socket, received } = receiver(loop)
+  const peer = await nodeDgram('udp4', '127.0.0.1')
+  t.teardown(() => peer.close())
+  // A window of 8 datagrams in flight (at most 0.5 MB): the receive buffer never overflows.
+  for (let sent = 0; sent < expected.length; ) {
+    const end = Math.min(sent + 8, expected.length)
+    for (; sent < end; sent++) peer.send(expected[sent], socket.port, '127.0.0.1')
+    const want = sent
+    await until(() => received.length >= want, `${want} datagrams`, 10_000)
+  }
+  t.is(received.length, expected.length)
+  t.is(socket.receivedDropped, 0)
+  const wrong = received.findIndex(({ data }, i) => !data.equals(expected[i]))
+  t.is(wrong, -1, `datagram ${wrong} differs (order or bytes)`)
+})
+
+test.serial('a busy JavaScript thread: the loop stops at maxPendingBytes, the kernel drops the rest and receivedDropped counts it', async (t) => {
+  const loop = newLoop(t, { maxPendingBytes: 64 * 1024 })
+  const { socket, received } = receiver(loop)
+  const count = 20_000
+  // A sender in a process of its own, so it keeps sending while this thread is busy.
+  const sender = spawn(process.execPath, [
+    '-e',
+    `const s = require('node:dgram').createSocket('udp4'); const d = Buffer.alloc(1000, 7); let n = 0;
+     (function go() { for (let i = 0; i < 500 && n < ${count}; i++, n++) s.send(d, ${socket.port}, '127.0.0.1');
+       if (n < ${count}) setImmediate(go); else setTimeout(() => s.close(), 200) })()`,
+  ])
+  busyWait(1500)
+  await onceEvent(sender, 'exit')
+  await sleep(200)
+  const dropped = socket.receivedDropped
+  t.true(dropped > 0, `${received.length} received, none dropped`)
+  t.true(received.length + dropped <= count, `${received.length} received + ${dropped} dropped > ${count} sent`)
+  t.true(received.every(({ data }) => data.length === 1000 && data.every((byte) => byte === 7)))
+})
+
+test('bad arguments throw naming the argument; nothing is sent', (t) => {
+  const loop = newLoop(t)
+  const onData = () => {}
+  t.throws(() => new UdpSocket(loop, {} as never), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE', message: /options\.onData/ })
+  t.throws(() => new UdpSocket(loop, undefined as never), { instanceOf: TypeError, message: /options/ })
+  t.throws(() => new UdpSocket(loop, { port: 70_000, onData }), { instanceOf: RangeError, message: /options\.port/ })
+  t.throws(() => new UdpSocket(loop, { host: 5 as never, onData }), { instanceOf: TypeError, message: /options\.host/ })
+  t.throws(() => new UdpSocket(loop, { host: 'a\0b', onData }), { code: 'ERR_INVALID_ARG_VALUE' })
+  const socket = new UdpSocket(loop, { host: '127.0.0.1', onData })
+  t.throws(() => socket.send('x', 9, 'localhost'), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE', message: /IP address/ })
+  t.throws(() => socket.send('x', 0, '127.0.0.1'), { instanceOf: RangeError, message: /port/ })
+  t.throws(() => socket.send(Buffer.alloc(65_508), 9, '127.0.0.1'), { instanceOf: RangeError, message: /65507/ })
+  t.throws(() => socket.send(5 as never, 9, '127.0.0.1'), { instanceOf: TypeError, message: /data/ })
+  t.throws(() => new UdpSocket(loop, { host: '127.0.0.1', port: socket.port, exclusive: true, onData }), { code: 'EADDRINUSE' })
+})
+
+test('close(): the port is free at once, later calls are harmless; loop.close() closes open ones', async (t) => {
+  const loop = newLoop(t)
+  const onData = () => {}
+  const socket = new UdpSocket(loop, { host: '127.0.0.1', exclusive: true, onData })
+  const { port } = socket
+  socket.close()
+  socket.close()
+  t.true(socket.isClosed)
+  t.false(socket.send('x', 9, '127.0.0.1'))
+  t.is(socket.receivedDropped, 0)
+  const again = new UdpSocket(loop, { host: '127.0.0.1', port, exclusive: true, onData })
+  t.is(again.port, port)
+  loop.close()
+  t.true(again.isClosed)
+  t.false(again.send('x', 9, '127.0.0.1'))
+})
+
+test('an open UdpSocket keeps the process alive until it is closed', async (t) => {
+  const result = await runNode(`
+    const socket = new usockets.UdpSocket(null, { host: '127.0.0.1', onData() {} })
+    setTimeout(() => { socket.close(); console.log('closed') }, 300).unref()
+  `)
+  t.is(result.code, 0, result.stderr)
+  t.is(result.stdout.trim(), 'closed')
+  t.true(result.elapsedMs >= 300)
+})
+
+test('examples/statsd.mjs aggregates counters and timings from node:dgram clients and says what the kernel dropped', async (t) => {
+  const child = spawn(process.execPath, [`${ROOT}/examples/statsd.mjs`, '--port', '0', '--flush-ms', '300'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => child.kill())
+  let stderr = ''
+  let stdout = ''
+  child.stderr.setEncoding('utf8').on('data', (chunk) => (stderr += chunk))
+  child.stdout.setEncoding('utf8').on('data', (chunk) => (stdout += chunk))
+  await until(() => /listening on .*:(\d+)/.test(stderr), 'the collector listening', 5000)
+  const port = Number(/listening on .*:(\d+)/.exec(stderr)![1])
+  const client = dgram.createSocket('udp4')
+  t.teardown(() => client.close())
+  for (const datagram of ['hits:1|c', 'hits:2|c\nlatency:10|ms\nlatency:30|ms', 'not a metric']) client.send(datagram, port, '127.0.0.1')
+  // The three datagrams may straddle a flush: add the flushes up.
+  type Flush = { counters: Record<string, number>; timings: Record<string, { count: number }>; malformed: number; droppedByKernel: number }
+  const flushes = () => stdout.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as Flush)
+  const total = (pick: (flush: Flush) => number) => flushes().reduce((sum, flush) => sum + pick(flush), 0)
+  await until(() => total((flush) => flush.counters.hits ?? 0) === 3 && total((flush) => flush.malformed) === 1, 'the flushes to add up', 5000)
+  t.is(total((flush) => flush.timings.latency?.count ?? 0), 2)
+  t.deepEqual(flushes().find((flush) => flush.timings.latency !== undefined)?.timings, { latency: { count: 2, p50: 30, max: 30 } })
+  t.is(total((flush) => flush.droppedByKernel), 0)
+})
