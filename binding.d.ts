@@ -17,10 +17,43 @@ export declare class LoopCore {
    */
   udpBind(host: string | undefined | null, port: number, exclusive: boolean, ipv6Only: boolean): UdpBound
   /**
-   * Sends one datagram to `address` (an IP address: `lib/udp.js` refuses names) and `port`:
-   * whether the kernel took it. A closed socket or loop sends nothing.
+   * Sends one datagram to `address` (an IP address: `lib/udp.js` refuses names) and `port`,
+   * or with no address to the connected peer: whether the kernel took it. A closed socket or
+   * loop sends nothing.
    */
-  udpSend(id: number, data: Uint8Array, port: number, address: string): boolean
+  udpSend(id: number, data: Uint8Array, port: number, address?: string | undefined | null): boolean
+  /**
+   * Sends many datagrams in one `sendmmsg`: `data[i]` to `addresses[i]` and `ports[i]` (no
+   * addresses: to the connected peer). Returns how many the kernel took, in order.
+   */
+  udpSendMany(id: number, data: Array<Buffer>, ports: Array<number>, addresses?: Array<string> | undefined | null): number
+  /** Sets the socket's default peer (`address` an IP address), or with none dissolves it. */
+  udpConnect(id: number, port: number, address?: string | undefined | null): void
+  /** SO_BROADCAST: whether datagrams may go to broadcast addresses. */
+  udpSetBroadcast(id: number, on: boolean): void
+  /** The unicast TTL (IPv6: hop limit), 1 to 255. */
+  udpSetTtl(id: number, ttl: number): void
+  /** The multicast TTL (IPv6: hop limit), 0 to 255. */
+  udpSetMulticastTtl(id: number, ttl: number): void
+  /** Whether this host's own multicast datagrams come back to it. */
+  udpSetMulticastLoopback(id: number, on: boolean): void
+  /**
+   * The interface multicast datagrams leave by: an IPv4 address, or for IPv6 an interface
+   * name or index (`lib/udp.js` takes it from `'::%name'`).
+   */
+  udpSetMulticastInterface(id: number, interface: string): void
+  /**
+   * Joins (or leaves) the multicast `group` on `interface` (IPv4: an address, IPv6: a name
+   * or index; none: the kernel's choice).
+   */
+  udpMembership(id: number, join: boolean, group: string, interface?: string | undefined | null): void
+  /**
+   * Sets SO_RCVBUF (`receive`) or SO_SNDBUF to `bytes` (the kernel doubles it for its
+   * bookkeeping and caps it at net.core.rmem_max / wmem_max); returns what it now is.
+   */
+  udpSetBufferSize(id: number, receive: boolean, bytes: number): number
+  /** SO_RCVBUF (`receive`) or SO_SNDBUF as the kernel reports it. */
+  udpBufferSize(id: number, receive: boolean): number
   /** Datagrams the kernel dropped for the socket's full receive buffer. */
   udpReceivedDropped(id: number): number
   /** Closes the socket; its port is free when this returns. */
@@ -160,6 +193,9 @@ export declare const EVENT_DATA: number
 
 /** A UDP datagram arrived. */
 export declare const EVENT_DATAGRAM: number
+
+/** A UDP socket's receive failed: `arg` is the errno. */
+export declare const EVENT_DATAGRAM_ERROR: number
 
 /** The peer finished sending (FIN). */
 export declare const EVENT_END: number

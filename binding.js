@@ -846,6 +846,7 @@ module.exports.EVENT_CLOSE = nativeBinding.EVENT_CLOSE
 module.exports.EVENT_CONNECT_ERROR = nativeBinding.EVENT_CONNECT_ERROR
 module.exports.EVENT_DATA = nativeBinding.EVENT_DATA
 module.exports.EVENT_DATAGRAM = nativeBinding.EVENT_DATAGRAM
+module.exports.EVENT_DATAGRAM_ERROR = nativeBinding.EVENT_DATAGRAM_ERROR
 module.exports.EVENT_END = nativeBinding.EVENT_END
 module.exports.EVENT_LONG_TIMEOUT = nativeBinding.EVENT_LONG_TIMEOUT
 module.exports.EVENT_OPEN = nativeBinding.EVENT_OPEN

@@ -674,6 +674,14 @@ export interface UdpSocketOptions {
   onData: (socket: UdpSocket, data: Buffer, port: number, address: string) => void
   /** After a `send` returned false, once the kernel can take datagrams again. */
   onDrain?: (socket: UdpSocket) => void
+  /**
+   * What the kernel reported about the socket: an ICMP error about the connected peer
+   * (`err.code` `'ECONNREFUSED'`: nothing listens there), met by the loop's receive or by a
+   * `send` (which then returns false and this runs right after). Each is reported once; the
+   * socket stays open. Without a handler a receive error is an uncaught exception (as an
+   * unhandled `'error'` of node:dgram) and a send error is thrown by `send`.
+   */
+  onError?: (socket: UdpSocket, err: SocketError) => void
 }
 
 /**
@@ -706,6 +714,26 @@ export declare class UdpSocket {
   readonly receivedDropped: number
   /** Any value; usockets-rs never reads it. */
   ext: unknown
+  /** The connected peer (undefined while not connected). */
+  readonly remoteAddress: string | undefined
+  readonly remotePort: number | undefined
+  /**
+   * Sets a default peer (an IP address: names are not resolved; port 1 to 65535): `send(data)`
+   * goes there, only its datagrams are received, and ICMP errors about it reach `onError`.
+   * Connecting again replaces it. A no-op on a closed socket.
+   * @throws the kernel's error with `code` (`'ENETUNREACH'`, ...), as `send` does.
+   */
+  connect(address: string, port: number): void
+  /**
+   * Dissolves the default peer.
+   * @throws `ERR_SOCKET_DGRAM_NOT_CONNECTED` when not connected.
+   */
+  disconnect(): void
+  /**
+   * Sends one datagram to the connected peer.
+   * @throws `ERR_SOCKET_DGRAM_IS_CONNECTED` if given a port or address while connected.
+   */
+  send(data: string | ArrayBufferView): boolean
   /**
    * Sends one datagram to `address` (an IPv4 or IPv6 address: names are not resolved here,
    * resolve them once with `dns.lookup` and send to the address) and `port`. Returns false when
@@ -713,10 +741,42 @@ export declare class UdpSocket {
    * false on a closed socket.
    * @throws a `TypeError` (`'ERR_INVALID_ARG_VALUE'`) for an address that is not an IP address; a
    * `RangeError` for a port outside 1 to 65535 or data over 65,507 bytes (IPv4; 65,527 for IPv6),
-   * nothing sent; an Error with `code` for what the kernel refuses (`'ENETUNREACH'`,
-   * `'EACCES'` for a broadcast address without `SO_BROADCAST`, ...).
+   * nothing sent. What the kernel refuses (`'ENETUNREACH'`, `'EACCES'` for a broadcast address
+   * without `setBroadcast`, an ICMP error) goes to `onError` (send returns false), or is thrown
+   * without one.
    */
   send(data: string | ArrayBufferView, port: number, address: string): boolean
-  /** Closes the socket; its port is free when this returns. Idempotent. */
+  /**
+   * Sends many datagrams in one `sendmmsg`: `[data, port, address, data, port, address, ...]`,
+   * or on a connected socket `[data, data, ...]` (up to 1,024 per call). Returns how many the
+   * kernel took, in order; the rest were not sent (`onDrain` follows). Every entry is checked
+   * as `send` checks its arguments before any is sent.
+   */
+  sendMany(packets: ReadonlyArray<string | ArrayBufferView | number>): number
+  /** SO_BROADCAST: allows sending to broadcast addresses. Off by default. */
+  setBroadcast(on: boolean): void
+  /** The unicast TTL (IPv6: hop limit), integer 1 to 255; returns it. */
+  setTTL(ttl: number): number
+  /** The multicast TTL (IPv6: hop limit), integer 0 to 255 (default 1: the local network); returns it. */
+  setMulticastTTL(ttl: number): number
+  /** Whether this host's own multicast datagrams are delivered back to it (default true); returns it. */
+  setMulticastLoopback(on: boolean): boolean
+  /** The interface multicast leaves by: an IPv4 address; IPv6 `'::%eth0'` (a name or index after the `%`). */
+  setMulticastInterface(multicastInterface: string): void
+  /**
+   * Joins a multicast group (IP_ADD_MEMBERSHIP / IPV6_JOIN_GROUP) on `multicastInterface`
+   * (as in `setMulticastInterface`; none: the kernel picks by route).
+   * @throws `ERR_INVALID_ARG_VALUE` for an address that is not multicast; the kernel's error with `code` (`'ENODEV'`, ...).
+   */
+  addMembership(multicastAddress: string, multicastInterface?: string): void
+  /** Leaves a group joined with `addMembership`. */
+  dropMembership(multicastAddress: string, multicastInterface?: string): void
+  /** SO_RCVBUF in bytes; returns what the kernel set (it doubles the request for its bookkeeping, within `net.core.rmem_max`). */
+  setRecvBufferSize(bytes: number): number
+  /** SO_SNDBUF in bytes; returns what the kernel set (within `net.core.wmem_max`). */
+  setSendBufferSize(bytes: number): number
+  getRecvBufferSize(): number
+  getSendBufferSize(): number
+  /** Closes the socket; its port is free when this returns. Idempotent. Every method of a closed socket is a no-op (`send` returns false, `sendMany` 0). */
   close(): void
 }

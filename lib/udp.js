@@ -8,6 +8,7 @@ const { isIP } = require('node:net')
 
 const {
   EVENT_DATAGRAM,
+  EVENT_DATAGRAM_ERROR,
   EVENT_WRITABLE,
   DATAGRAM_PORT,
   DATAGRAM_ADDRESS_LENGTH,
@@ -26,6 +27,7 @@ const {
   validateOptions,
   bytesOf,
 } = require('./validate.js')
+const { reportUncaught, systemError, withCode } = require('./errors.js')
 const { loopArgument } = require('./loop.js')
 
 /** The largest UDP payload over IPv4 (65,535 - 20 bytes of IP header - 8 of UDP header). */
@@ -37,7 +39,44 @@ const MAX_IPV6_DATAGRAM = 65_527
  * @typedef {import('./loop.js').LoopState} LoopState
  * @typedef {(socket: UdpSocket, data: Buffer, port: number, address: string) => void} DataHandler
  * @typedef {(socket: UdpSocket) => void} DrainHandler
+ * @typedef {(socket: UdpSocket, err: Error) => void} ErrorHandler
  */
+
+/**
+ * An IPv4 or IPv6 address (names are not resolved); returns its family.
+ * @param {unknown} address
+ * @param {string} name
+ * @returns {number}
+ */
+function validateAddress(address, name) {
+  if (typeof address !== 'string') throw invalidArgType(name, 'of type string', address)
+  const family = isIP(address)
+  if (family === 0) throw invalidArgValue(name, 'must be an IP address (names are not resolved)', address)
+  return family
+}
+
+/**
+ * @param {unknown} value
+ * @param {string} name
+ * @returns {asserts value is boolean}
+ */
+function validateBoolean(value, name) {
+  if (typeof value !== 'boolean') throw invalidArgType(name, 'of type boolean', value)
+}
+
+/**
+ * A multicast interface as the kernel call takes it: an IPv4 address as is; for IPv6 the name
+ * or index after the `%` of `'::%eth0'` (or given alone).
+ * @param {unknown} value
+ * @param {string} name
+ * @returns {string}
+ */
+function interfaceOf(value, name) {
+  if (typeof value !== 'string' || value === '') throw invalidArgType(name, 'a non-empty string', value)
+  validateNoNul(value, name)
+  const scope = value.indexOf('%')
+  return scope === -1 ? value : value.slice(scope + 1)
+}
 
 class UdpSocket {
   /** @type {LoopState} */
@@ -51,6 +90,13 @@ class UdpSocket {
   #onData
   /** @type {DrainHandler | undefined} */
   #onDrain
+  /** @type {ErrorHandler | undefined} */
+  #onError
+  /** The connected peer, if any. */
+  #remoteAddress = /** @type {string | undefined} */ (undefined)
+  #remotePort = /** @type {number | undefined} */ (undefined)
+  /** The connected peer's address family (4 or 6), 0 while not connected. */
+  #remoteFamily = 0
   /** The count as it was when last read (what stays once the socket is closed). */
   #dropped = 0
 
@@ -61,7 +107,10 @@ class UdpSocket {
   constructor(loop, options) {
     const udpLoop = loopArgument(loop)
     if (options === undefined) throw invalidArgType('options', 'of type object', options)
-    const { host, port = 0, exclusive = false, ipv6Only = false, onData, onDrain } = validateOptions(options, 'options')
+    const { host, port = 0, exclusive = false, ipv6Only = false, onData, onDrain, onError } = validateOptions(
+      options,
+      'options',
+    )
     if (host !== null && host !== undefined && typeof host !== 'string') {
       throw invalidArgType('options.host', 'of type string or null', host)
     }
@@ -71,6 +120,7 @@ class UdpSocket {
     if (typeof ipv6Only !== 'boolean') throw invalidArgType('options.ipv6Only', 'of type boolean', ipv6Only)
     validateFunction(onData, 'options.onData')
     if (onDrain !== undefined) validateFunction(onDrain, 'options.onDrain')
+    if (onError !== undefined) validateFunction(onError, 'options.onError')
     const state = udpLoop[kState]
     state.checkOpen()
     const bound = state.core.udpBind(host ?? null, port, exclusive, ipv6Only)
@@ -81,6 +131,7 @@ class UdpSocket {
     this.#port = bound.port
     this.#onData = /** @type {DataHandler} */ (onData)
     this.#onDrain = /** @type {DrainHandler | undefined} */ (onDrain)
+    this.#onError = /** @type {ErrorHandler | undefined} */ (onError)
     /** @type {unknown} */
     this.ext = undefined
     this[kStamp] = Math.floor(bound.id / SLOT_INDEX_RANGE)
@@ -112,23 +163,228 @@ class UdpSocket {
     if (!this.#closed && !this.#state.closed) this.#dropped = this.#state.core.udpReceivedDropped(this.#id)
   }
 
+  /** The connected peer's address (undefined while not connected). */
+  get remoteAddress() {
+    return this.#remoteAddress
+  }
+
+  /** The connected peer's port (undefined while not connected). */
+  get remotePort() {
+    return this.#remotePort
+  }
+
+  /**
+   * Sets a default peer: `send(data)` goes there, and only its datagrams are received.
+   * @param {string} address
+   * @param {number} port
+   */
+  connect(address, port) {
+    const family = validateAddress(address, 'address')
+    validateInteger(port, 'port', 1, 65535)
+    if (this.#closed || this.#state.closed) return
+    this.#state.core.udpConnect(this.#id, port, address)
+    this.#remoteAddress = address
+    this.#remotePort = port
+    this.#remoteFamily = family
+  }
+
+  /** Dissolves the default peer. */
+  disconnect() {
+    if (this.#remoteAddress === undefined) {
+      throw withCode(new Error('disconnect: the socket is not connected'), 'ERR_SOCKET_DGRAM_NOT_CONNECTED')
+    }
+    this.#remoteAddress = this.#remotePort = undefined
+    this.#remoteFamily = 0
+    if (this.#closed || this.#state.closed) return
+    this.#state.core.udpConnect(this.#id, 0, null)
+  }
+
   /**
    * Sends one datagram; false when the kernel cannot take it now (it was not sent: onDrain
-   * follows) or the socket is closed.
+   * follows) or the socket is closed. A connected socket sends to its peer (no port, address).
    * @param {string | ArrayBufferView} data
-   * @param {number} port
-   * @param {string} address
+   * @param {number} [port]
+   * @param {string} [address]
    */
   send(data, port, address) {
     const bytes = bytesOf(data, 'data')
-    validateInteger(port, 'port', 1, 65535)
-    if (typeof address !== 'string') throw invalidArgType('address', 'of type string', address)
-    const family = isIP(address)
-    if (family === 0) throw invalidArgValue('address', 'must be an IP address (names are not resolved)', address)
+    let family = this.#remoteFamily
+    if (this.#remoteAddress !== undefined) {
+      if (port !== undefined || address !== undefined) {
+        throw withCode(new Error('send: the socket is connected; send(data) goes to its peer'), 'ERR_SOCKET_DGRAM_IS_CONNECTED')
+      }
+    } else {
+      validateInteger(port, 'port', 1, 65535)
+      family = validateAddress(address, 'address')
+    }
     const max = family === 4 ? MAX_IPV4_DATAGRAM : MAX_IPV6_DATAGRAM
-    if (bytes.byteLength > max) throw outOfRange('data', `at most ${max} bytes for an IPv${family} address`, `${bytes.byteLength} bytes`)
+    if (bytes.byteLength > max) {
+      throw outOfRange('data', `at most ${max} bytes for an IPv${family} address`, `${bytes.byteLength} bytes`)
+    }
     if (this.#closed || this.#state.closed) return false
-    return this.#state.core.udpSend(this.#id, bytes, port, address)
+    try {
+      return this.#state.core.udpSend(this.#id, bytes, port ?? 0, address ?? null)
+    } catch (err) {
+      // What the kernel refused (an ICMP error about the connected peer, an unreachable
+      // network): to onError, as the loop's receive errors are; thrown without one.
+      const onError = this.#onError
+      if (onError === undefined) throw err
+      queueMicrotask(() => onError(this, /** @type {Error} */ (err)))
+      return false
+    }
+  }
+
+  /**
+   * Sends many datagrams in one sendmmsg: `[data, port, address, ...]`, or for a connected
+   * socket `[data, data, ...]`. Returns how many the kernel took, in order (the rest were not
+   * sent; onDrain follows).
+   * @param {unknown[]} packets
+   */
+  sendMany(packets) {
+    if (!Array.isArray(packets)) throw invalidArgType('packets', 'an Array', packets)
+    const connected = this.#remoteAddress !== undefined
+    const stride = connected ? 1 : 3
+    if (packets.length % stride !== 0) {
+      throw invalidArgValue('packets', 'must hold [data, port, address] triples', `${packets.length} entries`)
+    }
+    /** @type {Buffer[]} */
+    const datas = []
+    /** @type {number[]} */
+    const ports = []
+    /** @type {string[]} */
+    const addresses = []
+    for (let i = 0; i < packets.length; i += stride) {
+      const bytes = bytesOf(packets[i], `packets[${i}]`)
+      let family = this.#remoteFamily
+      if (!connected) {
+        validateInteger(packets[i + 1], `packets[${i + 1}]`, 1, 65535)
+        family = validateAddress(packets[i + 2], `packets[${i + 2}]`)
+        ports.push(/** @type {number} */ (packets[i + 1]))
+        addresses.push(/** @type {string} */ (packets[i + 2]))
+      }
+      const max = family === 4 ? MAX_IPV4_DATAGRAM : MAX_IPV6_DATAGRAM
+      if (bytes.byteLength > max) throw outOfRange(`packets[${i}]`, `at most ${max} bytes`, `${bytes.byteLength} bytes`)
+      datas.push(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+    }
+    if (this.#closed || this.#state.closed || datas.length === 0) return 0
+    try {
+      return this.#state.core.udpSendMany(this.#id, datas, ports, connected ? null : addresses)
+    } catch (err) {
+      const onError = this.#onError
+      if (onError === undefined) throw err
+      queueMicrotask(() => onError(this, /** @type {Error} */ (err)))
+      return 0
+    }
+  }
+
+  /** @param {boolean} on SO_BROADCAST: datagrams may go to broadcast addresses. */
+  setBroadcast(on) {
+    validateBoolean(on, 'on')
+    this.#configure((core) => core.udpSetBroadcast(this.#id, on))
+  }
+
+  /**
+   * @param {number} ttl the unicast TTL (IPv6: hop limit), 1 to 255
+   * @returns {number}
+   */
+  setTTL(ttl) {
+    validateInteger(ttl, 'ttl', 1, 255)
+    this.#configure((core) => core.udpSetTtl(this.#id, ttl))
+    return ttl
+  }
+
+  /**
+   * @param {number} ttl the multicast TTL (IPv6: hop limit), 0 to 255
+   * @returns {number}
+   */
+  setMulticastTTL(ttl) {
+    validateInteger(ttl, 'ttl', 0, 255)
+    this.#configure((core) => core.udpSetMulticastTtl(this.#id, ttl))
+    return ttl
+  }
+
+  /**
+   * @param {boolean} on whether this host's own multicast datagrams come back to it
+   * @returns {boolean}
+   */
+  setMulticastLoopback(on) {
+    validateBoolean(on, 'on')
+    this.#configure((core) => core.udpSetMulticastLoopback(this.#id, on))
+    return on
+  }
+
+  /** @param {string} multicastInterface IPv4: an address; IPv6: `'::%name'` (or a name, an index) */
+  setMulticastInterface(multicastInterface) {
+    const iface = interfaceOf(multicastInterface, 'multicastInterface')
+    this.#configure((core) => core.udpSetMulticastInterface(this.#id, iface))
+  }
+
+  /**
+   * @param {string} multicastAddress
+   * @param {string} [multicastInterface]
+   */
+  addMembership(multicastAddress, multicastInterface) {
+    this.#membership(true, multicastAddress, multicastInterface)
+  }
+
+  /**
+   * @param {string} multicastAddress
+   * @param {string} [multicastInterface]
+   */
+  dropMembership(multicastAddress, multicastInterface) {
+    this.#membership(false, multicastAddress, multicastInterface)
+  }
+
+  /**
+   * @param {boolean} join
+   * @param {unknown} group
+   * @param {unknown} iface
+   */
+  #membership(join, group, iface) {
+    validateAddress(group, 'multicastAddress')
+    const name = iface === undefined ? null : interfaceOf(iface, 'multicastInterface')
+    this.#configure((core) => core.udpMembership(this.#id, join, /** @type {string} */ (group), name))
+  }
+
+  /**
+   * SO_RCVBUF; returns the size the kernel set (it doubles the request, within rmem_max).
+   * @param {number} bytes
+   * @returns {number}
+   */
+  setRecvBufferSize(bytes) {
+    validateInteger(bytes, 'bytes', 1, 2 ** 31 - 1)
+    return this.#configure((core) => core.udpSetBufferSize(this.#id, true, bytes)) ?? 0
+  }
+
+  /**
+   * SO_SNDBUF; returns the size the kernel set.
+   * @param {number} bytes
+   * @returns {number}
+   */
+  setSendBufferSize(bytes) {
+    validateInteger(bytes, 'bytes', 1, 2 ** 31 - 1)
+    return this.#configure((core) => core.udpSetBufferSize(this.#id, false, bytes)) ?? 0
+  }
+
+  /** @returns {number} SO_RCVBUF as the kernel reports it (0 once closed) */
+  getRecvBufferSize() {
+    return this.#configure((core) => core.udpBufferSize(this.#id, true)) ?? 0
+  }
+
+  /** @returns {number} SO_SNDBUF as the kernel reports it (0 once closed) */
+  getSendBufferSize() {
+    return this.#configure((core) => core.udpBufferSize(this.#id, false)) ?? 0
+  }
+
+  /**
+   * Applies a socket option unless the socket is closed (then a no-op).
+   * @template T
+   * @param {(core: import('../binding.js').LoopCore) => T} apply
+   * @returns {T | undefined}
+   */
+  #configure(apply) {
+    if (this.#closed || this.#state.closed) return undefined
+    return apply(this.#state.core)
   }
 
   /** Closes the socket; its port is free when it returns. Idempotent. */
@@ -161,6 +417,10 @@ class UdpSocket {
       this.#onData(this, Buffer.from(records.buffer, start + addressLength, dataLength), port, address)
     } else if (kind === EVENT_WRITABLE) {
       this.#onDrain?.(this)
+    } else if (kind === EVENT_DATAGRAM_ERROR) {
+      const err = systemError(arg, 'recvmmsg')
+      if (this.#onError === undefined) reportUncaught(err)
+      else this.#onError(this, err)
     }
   }
 

@@ -7,8 +7,8 @@ use std::os::fd::RawFd;
 
 mod datagram;
 pub use datagram::{
-    bind_udp, dropped_datagrams, receive, send_datagram, Datagram, DatagramBuffers, DATAGRAMS_PER_RECEIVE,
-    MAX_DATAGRAM,
+    bind_udp, connect_datagram, dropped_datagrams, interface_index, receive, send_datagram, send_datagrams,
+    Datagram, DatagramBuffers, DATAGRAMS_PER_RECEIVE, DATAGRAMS_PER_SEND, MAX_DATAGRAM,
 };
 
 /// Fails with `EPERM` for descriptors that can never be polled (regular files and directories:

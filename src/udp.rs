@@ -27,6 +27,8 @@ const RECEIVES_PER_ITERATION: usize = 4;
 pub struct UdpIo {
     /// `None` once closed: JavaScript's `close()` closes the descriptor before it returns.
     socket: Mutex<Option<Socket>>,
+    /// The address and port it was bound to (a wildcard stays one, the chosen port is kept).
+    bound: SocketAddr,
 }
 
 /// Requests for UDP sockets, applied by the loop thread in order.
@@ -127,9 +129,13 @@ fn receive(services: &mut Services, id: SlotId, entry: &mut Entry, buffers: &mut
         let Some(socket) = guard.as_ref() else { return };
         let received = match sys::receive(socket, buffers, sys::DATAGRAMS_PER_RECEIVE) {
             Ok(received) => received,
-            // An ICMP error of an earlier send (unconnected: none is reported) or a failure of
-            // the socket itself: nothing to read now; the socket stays open.
-            Err(_) => return,
+            // An ICMP error about the connected peer (ECONNREFUSED: nobody listens there): it
+            // is reported once and the socket reads on.
+            Err(err) => {
+                let errno = err.raw_os_error().unwrap_or(libc::EIO);
+                services.events.push(EventKind::DatagramError, id.index, id.generation, errno as u32);
+                return;
+            }
         };
         drop(guard);
         for datagram in buffers.datagrams() {
@@ -163,23 +169,69 @@ impl EventLoop {
             self.release(id);
             return Err(err.into());
         }
-        let io = Arc::new(UdpIo { socket: Mutex::new(Some(socket)) });
+        let io = Arc::new(UdpIo {
+            socket: Mutex::new(Some(socket)),
+            bound: SocketAddr::new(addr.ip(), local.port()),
+        });
         self.submit(Command::Udp(UdpCommand::Watch { id, io: Arc::clone(&io) }));
         js.udp.insert(id, io);
         Ok((id, local))
     }
 
-    /// Sends one datagram from this thread: whether the kernel took it. A refusal (its buffer
-    /// is full) asks the loop to report when it can take more. A closed socket sends nothing.
-    pub fn udp_send(&self, js: &JsSide, id: SlotId, data: &[u8], to: SocketAddr) -> Result<bool> {
+    /// Sets or dissolves the socket's default peer (see [`sys::connect_datagram`]).
+    pub fn udp_connect(&self, js: &JsSide, id: SlotId, peer: Option<SocketAddr>) -> Result<()> {
+        let Some(io) = js.udp.get(id) else { return Ok(()) };
+        match lock(&io.socket).as_ref() {
+            Some(socket) => Ok(sys::connect_datagram(socket, peer, io.bound)?),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends one datagram from this thread to `to` (`None`: the connected peer): whether the
+    /// kernel took it. A refusal (its buffer is full) asks the loop to report when it can take
+    /// more. A closed socket sends nothing.
+    pub fn udp_send(&self, js: &JsSide, id: SlotId, data: &[u8], to: Option<SocketAddr>) -> Result<bool> {
         let Some(io) = js.udp.get(id) else { return Ok(false) };
         let guard = lock(&io.socket);
         let Some(socket) = guard.as_ref() else { return Ok(false) };
-        let sent = sys::send_datagram(socket, data, Some(to))?;
+        let sent = sys::send_datagram(socket, data, to)?;
         if !sent {
             self.submit(Command::Udp(UdpCommand::CheckWritable { id }));
         }
         Ok(sent)
+    }
+
+    /// Sends `datagrams` in one `sendmmsg` from this thread: how many the kernel took, in
+    /// order. Fewer than all (its buffer filled) asks the loop to report when it can take more.
+    pub fn udp_send_many(
+        &self,
+        js: &JsSide,
+        id: SlotId,
+        datagrams: &[(&[u8], Option<SocketAddr>)],
+    ) -> Result<usize> {
+        let Some(io) = js.udp.get(id) else { return Ok(0) };
+        let guard = lock(&io.socket);
+        let Some(socket) = guard.as_ref() else { return Ok(0) };
+        let sent = sys::send_datagrams(socket, datagrams)?;
+        if sent < datagrams.len() {
+            self.submit(Command::Udp(UdpCommand::CheckWritable { id }));
+        }
+        Ok(sent)
+    }
+
+    /// Runs `configure` on the open socket (with whether it is an IPv6 one); a closed socket is
+    /// left alone.
+    pub fn udp_configure<T: Default>(
+        &self,
+        js: &JsSide,
+        id: SlotId,
+        configure: impl FnOnce(&Socket, bool) -> std::io::Result<T>,
+    ) -> Result<T> {
+        let Some(io) = js.udp.get(id) else { return Ok(T::default()) };
+        match lock(&io.socket).as_ref() {
+            Some(socket) => Ok(configure(socket, io.bound.is_ipv6())?),
+            None => Ok(T::default()),
+        }
     }
 
     /// Datagrams the kernel dropped for the socket's full receive buffer (0 once closed).

@@ -61,6 +61,9 @@ pub const EVENT_SERVER_NAME: u32 = EventKind::ServerName as u32;
 /// A UDP datagram arrived.
 #[cfg_attr(feature = "napi", napi)]
 pub const EVENT_DATAGRAM: u32 = EventKind::Datagram as u32;
+/// A UDP socket's receive failed: `arg` is the errno.
+#[cfg_attr(feature = "napi", napi)]
+pub const EVENT_DATAGRAM_ERROR: u32 = EventKind::DatagramError as u32;
 
 /// Bit `kind` is set for the kinds whose records carry `arg` payload bytes (padded to words):
 /// the dispatcher skips a record as `WORDS_PER_EVENT + ((arg + 3) >>> 2)` words for those.
@@ -91,6 +94,7 @@ const _: fn(EventKind) -> u32 = |kind| match kind {
     EventKind::ConnectError => EVENT_CONNECT_ERROR,
     EventKind::ServerName => EVENT_SERVER_NAME,
     EventKind::Datagram => EVENT_DATAGRAM,
+    EventKind::DatagramError => EVENT_DATAGRAM_ERROR,
 };
 
 /// `arg` bit of a timer record: the timer's last expiry (it does not repeat).

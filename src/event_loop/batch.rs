@@ -42,6 +42,9 @@ pub enum EventKind {
     ServerName = 12,
     /// A UDP socket received a datagram. Payload: see [`Batch::push_datagram`].
     Datagram = 13,
+    /// A UDP socket's receive failed (an ICMP error about its connected peer): `arg` is the
+    /// errno. The socket stays open.
+    DatagramError = 14,
 }
 
 /// `arg` of a timer event whose timer does not repeat: it is disarmed once this is delivered.

@@ -142,6 +142,98 @@ fn socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option
     }
 }
 
+/// The index of the network interface `name` (`"lo"`, `"eth0"`), or of a numeric index as is.
+pub fn interface_index(name: &str) -> io::Result<u32> {
+    if let Ok(index) = name.parse() {
+        return Ok(index);
+    }
+    let name = std::ffi::CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
+    // SAFETY: `name` is a NUL-terminated string alive for the call.
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => Err(io::Error::last_os_error()),
+        index => Ok(index),
+    }
+}
+
+/// Datagrams one `sendmmsg` takes at most (the kernel's UIO_MAXIOV).
+pub const DATAGRAMS_PER_SEND: usize = 1024;
+
+/// Sends `datagrams` (each to its address, or to the connected peer for `None`) in one
+/// `sendmmsg` (of at most [`DATAGRAMS_PER_SEND`]): how many the kernel took, in order (0 when
+/// its buffer is full). A failure of the first datagram is an error; one of a later datagram
+/// ends the call early and comes again with the next send.
+pub fn send_datagrams(socket: &Socket, datagrams: &[(&[u8], Option<SocketAddr>)]) -> io::Result<usize> {
+    let datagrams = &datagrams[..datagrams.len().min(DATAGRAMS_PER_SEND)];
+    if datagrams.is_empty() {
+        return Ok(0);
+    }
+    let addresses: Vec<Option<socket2::SockAddr>> =
+        datagrams.iter().map(|(_, to)| to.map(Into::into)).collect();
+    let mut iovecs: Vec<libc::iovec> = datagrams
+        .iter()
+        .map(|(data, _)| libc::iovec { iov_base: data.as_ptr().cast_mut().cast(), iov_len: data.len() })
+        .collect();
+    let mut headers: Vec<libc::mmsghdr> = iovecs
+        .iter_mut()
+        .zip(&addresses)
+        .map(|(iovec, to)| {
+            // SAFETY: mmsghdr is a plain C struct for which all zeros is a valid value.
+            let mut header: libc::mmsghdr = unsafe { zeroed() };
+            if let Some(to) = to {
+                header.msg_hdr.msg_name = to.as_ptr().cast_mut().cast();
+                header.msg_hdr.msg_namelen = to.len();
+            }
+            header.msg_hdr.msg_iov = iovec;
+            header.msg_hdr.msg_iovlen = 1;
+            header
+        })
+        .collect();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(socket);
+    loop {
+        // SAFETY: every header points at its datagram's bytes (read only: sendmmsg does not
+        // write through msg_iov), its iovec and its address, all alive and unmoved for the call.
+        let rc = unsafe {
+            libc::sendmmsg(fd, headers.as_mut_ptr(), headers.len() as libc::c_uint, libc::MSG_NOSIGNAL)
+        };
+        if rc >= 0 {
+            return Ok(rc as usize);
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::Interrupted => {}
+            io::ErrorKind::WouldBlock => return Ok(0),
+            _ => return Err(err),
+        }
+    }
+}
+
+/// Sets the socket's default peer (`Some`: it then takes datagrams from that peer only, and
+/// ICMP errors about it fail the next receive or send), or dissolves it (`None`). Linux
+/// forgets an ephemeral port (one bound as port 0) when a datagram socket disconnects, so the
+/// socket is bound again to `bound`, the address and port it was bound to (its port stays what
+/// JavaScript was told; a wildcard stays a wildcard).
+pub fn connect_datagram(socket: &Socket, peer: Option<SocketAddr>, bound: SocketAddr) -> io::Result<()> {
+    match peer {
+        Some(addr) => socket.connect(&addr.into()),
+        None => {
+            // SAFETY: sockaddr is a plain C struct; all zeros with AF_UNSPEC is the documented
+            // way to dissolve a datagram socket's association (connect(2)).
+            let mut unspec: libc::sockaddr = unsafe { zeroed() };
+            unspec.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(socket);
+            // SAFETY: `unspec` is live for the call and its size is given.
+            let rc = unsafe { libc::connect(fd, &unspec, size_of::<libc::sockaddr>() as libc::socklen_t) };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if socket.local_addr()?.as_socket().is_some_and(|now| now.port() == 0) {
+                socket.bind(&bound.into())?;
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Datagrams the kernel dropped for this socket since it was made, most for a full receive
 /// buffer (its `sk_drops`, read with SO_MEMINFO: exact at the moment of the call, where
 /// SO_RXQ_OVFL would only tag the datagrams that arrive after a drop).
@@ -164,7 +256,7 @@ pub fn dropped_datagrams(socket: &Socket) -> io::Result<u32> {
     Ok(info[libc::SK_MEMINFO_DROPS as usize])
 }
 
-/// Sends one datagram to `to` (or to the connected peer): whether the kernel took it (false:
+/// Sends one datagram to `to` (`None`: the connected peer): whether the kernel took it (false:
 /// its send buffer is full, EAGAIN). Other failures (EMSGSIZE, ECONNREFUSED from an earlier
 /// ICMP error, ...) are errors.
 pub fn send_datagram(socket: &Socket, data: &[u8], to: Option<SocketAddr>) -> io::Result<bool> {
@@ -217,5 +309,30 @@ mod tests {
         let received = receive(&server, &mut buffers, DATAGRAMS_PER_RECEIVE).unwrap();
         let dropped = dropped_datagrams(&server).unwrap();
         assert!(received > 0 && dropped > 100, "{received} received, {dropped} dropped");
+    }
+
+    #[test]
+    fn a_disconnected_socket_keeps_its_ephemeral_port_and_wildcard() {
+        let wildcard: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        let socket = bind_udp(wildcard, true, false).unwrap();
+        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+        let bound = SocketAddr::new(wildcard.ip(), port);
+        connect_datagram(&socket, Some("127.0.0.1:9".parse().unwrap()), bound).unwrap();
+        connect_datagram(&socket, None, bound).unwrap();
+        assert_eq!(socket.local_addr().unwrap().as_socket(), Some(bound));
+    }
+
+    #[test]
+    fn many_datagrams_leave_in_one_send_in_order() {
+        let server = bind_udp("127.0.0.1:0".parse().unwrap(), true, false).unwrap();
+        let to = server.local_addr().unwrap().as_socket();
+        let client = bind_udp("127.0.0.1:0".parse().unwrap(), true, false).unwrap();
+        let payloads: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; usize::from(i) * 100]).collect();
+        let datagrams: Vec<(&[u8], Option<SocketAddr>)> =
+            payloads.iter().map(|data| (data.as_slice(), to)).collect();
+        assert_eq!(send_datagrams(&client, &datagrams).unwrap(), 10);
+        let mut buffers = DatagramBuffers::default();
+        assert_eq!(receive(&server, &mut buffers, DATAGRAMS_PER_RECEIVE).unwrap(), 10);
+        assert!(buffers.datagrams().zip(&payloads).all(|(datagram, sent)| datagram.data == sent.as_slice()));
     }
 }
