@@ -90,11 +90,11 @@ pub fn receive(socket: &Socket, buffers: &mut DatagramBuffers, max: usize) -> io
         header.msg_iovlen = 1;
     }
     let fd = std::os::fd::AsRawFd::as_raw_fd(socket);
-    loop {
+    let received = count_or_would_block(|| {
         // SAFETY: the first `count` headers point at buffers of `buffers` (data slots of
         // MAX_DATAGRAM bytes, name storage of the size given) and at `iovecs`, all of which
         // stay borrowed and unmoved for the call; the kernel writes only within them.
-        let rc = unsafe {
+        unsafe {
             libc::recvmmsg(
                 fd,
                 headers.as_mut_ptr(),
@@ -102,13 +102,21 @@ pub fn receive(socket: &Socket, buffers: &mut DatagramBuffers, max: usize) -> io
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
-        };
-        if rc >= 0 {
-            let received = &headers[..rc as usize];
-            buffers.received.extend(received.iter().map(|header| {
-                (header.msg_len as usize, header.msg_hdr.msg_namelen, header.msg_hdr.msg_flags)
-            }));
-            return Ok(rc as usize);
+        }
+    })?;
+    buffers.received.extend(
+        headers[..received]
+            .iter()
+            .map(|header| (header.msg_len as usize, header.msg_hdr.msg_namelen, header.msg_hdr.msg_flags)),
+    );
+    Ok(received)
+}
+
+/// The count a `recvmmsg` / `sendmmsg` returned, retried on EINTR; 0 for EAGAIN.
+fn count_or_would_block(mut call: impl FnMut() -> libc::c_int) -> io::Result<usize> {
+    loop {
+        if let Ok(count) = usize::try_from(call()) {
+            return Ok(count);
         }
         let err = io::Error::last_os_error();
         match err.kind() {
@@ -189,22 +197,11 @@ pub fn send_datagrams(socket: &Socket, datagrams: &[(&[u8], Option<SocketAddr>)]
         })
         .collect();
     let fd = std::os::fd::AsRawFd::as_raw_fd(socket);
-    loop {
+    count_or_would_block(|| {
         // SAFETY: every header points at its datagram's bytes (read only: sendmmsg does not
         // write through msg_iov), its iovec and its address, all alive and unmoved for the call.
-        let rc = unsafe {
-            libc::sendmmsg(fd, headers.as_mut_ptr(), headers.len() as libc::c_uint, libc::MSG_NOSIGNAL)
-        };
-        if rc >= 0 {
-            return Ok(rc as usize);
-        }
-        let err = io::Error::last_os_error();
-        match err.kind() {
-            io::ErrorKind::Interrupted => {}
-            io::ErrorKind::WouldBlock => return Ok(0),
-            _ => return Err(err),
-        }
-    }
+        unsafe { libc::sendmmsg(fd, headers.as_mut_ptr(), headers.len() as libc::c_uint, libc::MSG_NOSIGNAL) }
+    })
 }
 
 /// Sets the socket's default peer (`Some`: it then takes datagrams from that peer only, and
