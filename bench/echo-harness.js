@@ -295,6 +295,8 @@ function row(testCase, server, run, { baseline, peer, limit, jsThreadShare }) {
     serverCpuUsPerOp: serverCpuUsPerOp(run),
     serverCpuPct: (100 * run.serverCpuNs) / run.wallNs,
   }
+  // UDP: the datagrams that did not come back (dropped by the server or the kernel).
+  if (report.lossPct !== undefined) result.lossPct = report.lossPct
   if (jsThreadShare) {
     // The JS thread's share of the server process's CPU time; the limit server has none.
     result.jsThreadPct = server.js ? (100 * run.serverMainThreadCpuNs) / run.serverCpuNs : null

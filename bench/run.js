@@ -15,6 +15,7 @@ const SCENARIOS = {
   tcp: 'tcp.js',
   tls: 'tls.js',
   workers: 'workers.js',
+  udp: 'udp.js',
 }
 
 function formatCell(value) {

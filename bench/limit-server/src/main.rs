@@ -3,11 +3,13 @@
 //! shared by every connection, no framework: what one core can echo, plain or over TLS, is the
 //! reference the other servers are measured against.
 //!
-//! Usage: `limit-server [--tls --cert PEM --key PEM] [port]` (0 or none: an ephemeral port).
+//! Usage: `limit-server [--tls --cert PEM --key PEM | --udp] [port]` (0 or none: an ephemeral
+//! port; `--udp`: a UDP echo, see `udp.rs`).
 //! Listens on 127.0.0.1 and prints `{"port": N}` as its first stdout line, like the servers in
 //! bench/servers/. Runs until killed.
 
 mod connection;
+mod udp;
 
 use std::io::{self, ErrorKind};
 use std::net::TcpListener;
@@ -23,7 +25,7 @@ use rustls::ServerConfig;
 
 use connection::{Buffers, Connection};
 
-const USAGE: &str = "usage: limit-server [--tls --cert PEM --key PEM] [port]";
+const USAGE: &str = "usage: limit-server [--tls --cert PEM --key PEM | --udp] [port]";
 
 /// The poller key of the listening socket; connection `i` of the slab has key `i + 1`.
 const LISTENER_KEY: usize = 0;
@@ -31,6 +33,7 @@ const LISTENER_KEY: usize = 0;
 struct Options {
     port: u16,
     tls: Option<Arc<ServerConfig>>,
+    udp: bool,
 }
 
 fn main() -> ExitCode {
@@ -41,7 +44,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match serve(&options) {
+    let served = if options.udp { udp::serve(options.port) } else { serve(&options) };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("limit-server: {err}");
@@ -55,10 +59,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut tls = false;
     let mut cert = None;
     let mut key = None;
+    let mut udp = false;
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--tls" => tls = true,
+            "--udp" => udp = true,
             "--cert" => cert = Some(PathBuf::from(value()?)),
             "--key" => key = Some(PathBuf::from(value()?)),
             _ => port = arg.parse().map_err(|_| format!("{arg:?} is not a port number"))?,
@@ -70,7 +76,10 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
         (false, None, None) => None,
         (false, _, _) => return Err("--cert and --key only apply with --tls".to_string()),
     };
-    Ok(Options { port, tls })
+    if udp && tls.is_some() {
+        return Err("--udp and --tls do not go together".to_string());
+    }
+    Ok(Options { port, tls, udp })
 }
 
 /// rustls's defaults (TLS 1.2 and 1.3; two TLS 1.3 session tickets per connection, as
