@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process'
 import dgram from 'node:dgram'
 import { once as onceEvent } from 'node:events'
+import { Worker } from 'node:worker_threads'
 
 import test from 'ava'
 
@@ -259,4 +260,25 @@ test('examples/statsd.mjs aggregates counters and timings from node:dgram client
   t.is(total((flush) => flush.timings.latency?.count ?? 0), 2)
   t.deepEqual(flushes().find((flush) => flush.timings.latency !== undefined)?.timings, { latency: { count: 2, p50: 30, max: 30 } })
   t.is(total((flush) => flush.droppedByKernel), 0)
+})
+
+test('in a worker thread: a UdpSocket echoes, and the worker going away closes it (its port is free)', async (t) => {
+  const worker = new Worker(
+    `const { parentPort } = require('node:worker_threads')
+     const { UdpSocket } = require(${JSON.stringify(ROOT)})
+     const socket = new UdpSocket(null, { host: '127.0.0.1', exclusive: true, onData: (self, data, port, address) => self.send(data, port, address) })
+     parentPort.postMessage(socket.port)`,
+    { eval: true },
+  )
+  t.teardown(() => worker.terminate())
+  const [port] = (await onceEvent(worker, 'message')) as [number]
+  const peer = await nodeDgram('udp4', '127.0.0.1')
+  t.teardown(() => peer.close())
+  const echoed = onceEvent(peer, 'message')
+  peer.send('ping', port, '127.0.0.1')
+  t.is(((await echoed) as [Buffer])[0].toString(), 'ping')
+  await worker.terminate()
+  const loop = newLoop(t)
+  const again = new UdpSocket(loop, { host: '127.0.0.1', port, exclusive: true, onData() {} })
+  t.is(again.port, port)
 })
