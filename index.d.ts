@@ -707,9 +707,10 @@ export declare class UdpSocket {
   readonly address: string
   readonly isClosed: boolean
   /**
-   * Datagrams the kernel dropped because the socket's receive buffer was full, since it was
-   * bound (the kernel's own count, read when you read this; kept as it was once closed). A
-   * slow consumer sees its loss here instead of guessing.
+   * Datagrams the kernel dropped for this socket since it was bound: nearly always because its
+   * receive buffer was full (the kernel's own count, `sk_drops` read with SO_MEMINFO when you
+   * read this, which also counts the rare datagram with a bad checksum; kept as it was once
+   * closed). A slow consumer sees its loss here instead of guessing.
    */
   readonly receivedDropped: number
   /** Any value; usockets-rs never reads it. */

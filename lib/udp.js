@@ -193,10 +193,9 @@ class UdpSocket {
     if (this.#remoteAddress === undefined) {
       throw withCode(new Error('disconnect: the socket is not connected'), 'ERR_SOCKET_DGRAM_NOT_CONNECTED')
     }
+    if (!this.#closed && !this.#state.closed) this.#state.core.udpConnect(this.#id, 0, null)
     this.#remoteAddress = this.#remotePort = undefined
     this.#remoteFamily = 0
-    if (this.#closed || this.#state.closed) return
-    this.#state.core.udpConnect(this.#id, 0, null)
   }
 
   /**

@@ -198,6 +198,13 @@ pub fn adopt_inherited(fd: RawFd, expected: Inherited) -> io::Result<Socket> {
     if socket.r#type()? != Type::STREAM || ![Domain::IPV4, Domain::IPV6, Domain::UNIX].contains(&domain) {
         return fail(libc::ESOCKTNOSUPPORT);
     }
+    // A stream socket of IPv4 or IPv6 may be SCTP or MPTCP: only TCP (and MPTCP, which is TCP
+    // to its users) behaves as the loop expects.
+    if domain != Domain::UNIX
+        && !matches!(socket.protocol()?, Some(p) if p == Protocol::TCP || p == Protocol::MPTCP)
+    {
+        return fail(libc::ESOCKTNOSUPPORT);
+    }
     let listening = socket.is_listener()?;
     match expected {
         Inherited::Listening if !listening => return fail(libc::EINVAL),
@@ -207,11 +214,12 @@ pub fn adopt_inherited(fd: RawFd, expected: Inherited) -> io::Result<Socket> {
         }
         Inherited::Listening => {}
     }
-    socket.set_nonblocking(true)?;
-    socket.set_cloexec(true)?;
+    // Every change that can fail comes first, so that a failure leaves the descriptor as it was.
     if domain != Domain::UNIX && expected == Inherited::Connected {
         socket.set_tcp_nodelay(true)?;
     }
+    socket.set_cloexec(true)?;
+    socket.set_nonblocking(true)?;
     // SAFETY: `fd` is an open socket that the caller hands over (this function's contract): no
     // one else closes it from here on.
     Ok(unsafe { <Socket as std::os::fd::FromRawFd>::from_raw_fd(fd) })

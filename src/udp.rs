@@ -21,6 +21,9 @@ use crate::sys::{self, Socket};
 /// `recvmmsg` calls per socket per loop iteration at most, so one busy socket does not starve
 /// the others (the level-triggered poller reports it again).
 const RECEIVES_PER_ITERATION: usize = 4;
+/// A Datagram record's bytes beyond the datagram: its header, port, address length and the
+/// longest address text (an IPv6 address with a scope).
+const DATAGRAM_RECORD_BYTES: usize = 16 + 8 + 64;
 
 /// What JavaScript and the loop thread share of one UDP socket.
 #[derive(Debug)]
@@ -47,18 +50,26 @@ struct Entry {
     throttled: bool,
     /// Report the next writability (a send was refused).
     wants_writable: bool,
+    /// Registered with the poller (not while throttled).
+    registered: bool,
 }
 
 impl Entry {
-    fn interest(&self) -> u32 {
-        (if self.throttled { 0 } else { READABLE }) | if self.wants_writable { WRITABLE } else { 0 }
-    }
-
-    fn rewatch(&self, services: &Services, index: u32) {
-        if let Some(socket) = lock(&self.io.socket).as_ref() {
-            let _ =
-                services.poller().rewatch(socket.as_fd(), index as usize, self.interest(), Trigger::Level);
-        }
+    /// Makes the poller report what the socket waits for. A throttled socket leaves the poller
+    /// until `unthrottle`: epoll reports errors whatever the interest, and an ICMP error while
+    /// there is no credit would otherwise wake the loop on every wait.
+    fn rewatch(&mut self, services: &Services, index: u32) {
+        let guard = lock(&self.io.socket);
+        let Some(socket) = guard.as_ref() else { return };
+        let poller = services.poller();
+        let interest = READABLE | if self.wants_writable { WRITABLE } else { 0 };
+        let _ = match (self.throttled, self.registered) {
+            (true, true) => poller.unwatch(socket.as_fd()),
+            (true, false) => Ok(()),
+            (false, true) => poller.rewatch(socket.as_fd(), index as usize, interest, Trigger::Level),
+            (false, false) => poller.watch(socket.as_fd(), index as usize, interest, Trigger::Level),
+        };
+        self.registered = !self.throttled;
     }
 }
 
@@ -75,7 +86,8 @@ impl Udp {
         match command {
             UdpCommand::Watch { id, io } => {
                 if services.slots().is_current(id) {
-                    self.sockets.insert(id, Entry { io, throttled: false, wants_writable: false });
+                    self.sockets
+                        .insert(id, Entry { io, throttled: false, wants_writable: false, registered: true });
                 }
             }
             UdpCommand::CheckWritable { id } => {
@@ -127,7 +139,11 @@ fn receive(services: &mut Services, id: SlotId, entry: &mut Entry, buffers: &mut
         }
         let guard = lock(&entry.io.socket);
         let Some(socket) = guard.as_ref() else { return };
-        let received = match sys::receive(socket, buffers, sys::DATAGRAMS_PER_RECEIVE) {
+        // No more datagrams than the credit has room for, were each the largest: one receive
+        // never takes the loop far past `maxPendingBytes` (at least one always fits).
+        let room = services.credit() / (sys::MAX_DATAGRAM + DATAGRAM_RECORD_BYTES);
+        let wanted = room.clamp(1, sys::DATAGRAMS_PER_RECEIVE);
+        let received = match sys::receive(socket, buffers, wanted) {
             Ok(received) => received,
             // An ICMP error about the connected peer (ECONNREFUSED: nobody listens there): it
             // is reported once and the socket reads on.
@@ -143,7 +159,7 @@ fn receive(services: &mut Services, id: SlotId, entry: &mut Entry, buffers: &mut
             let address = from.ip().to_string();
             services.events.push_datagram(id.index, id.generation, from.port(), &address, datagram.data);
         }
-        if received < sys::DATAGRAMS_PER_RECEIVE {
+        if received < wanted {
             return;
         }
     }
@@ -213,7 +229,7 @@ impl EventLoop {
         let guard = lock(&io.socket);
         let Some(socket) = guard.as_ref() else { return Ok(0) };
         let sent = sys::send_datagrams(socket, datagrams)?;
-        if sent < datagrams.len() {
+        if sent < datagrams.len().min(sys::DATAGRAMS_PER_SEND) {
             self.submit(Command::Udp(UdpCommand::CheckWritable { id }));
         }
         Ok(sent)

@@ -294,16 +294,25 @@ impl Batch {
 pub struct BatchPool {
     /// Each empty, with its capacity; their capacities sum to at most `RECYCLED_BATCH_BYTES`.
     allocations: Mutex<Vec<Vec<u32>>>,
+    /// The loop stopped: nothing will be filled again, so what comes back is freed.
+    closed: AtomicBool,
 }
 
-/// What the pool keeps at most: what the loop fills between two of V8's collections of dead
-/// batches (the binding counts each twice against V8's 64 MiB external-memory trigger), so
-/// that a steady bulk stream allocates nothing; beyond it, batches are freed. This memory was
+/// What the pool keeps at most: about what the loop fills between two of V8's collections of
+/// dead batches (V8 collects once 64 MiB of external memory accumulated, 32 MiB of batches
+/// while JavaScript is behind, when the binding counts each twice), so that a steady bulk
+/// stream allocates nothing; beyond it, batches are freed. This memory was
 /// resident before it came back (dead batches wait for the collector), so recycling it does
 /// not raise the peak; a loop that has gone quiet keeps up to this much for its next burst.
 const RECYCLED_BATCH_BYTES: usize = 32 << 20;
 
 impl BatchPool {
+    /// The loop stopped: frees what the pool holds and whatever comes back later.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        lock(&self.allocations).clear();
+    }
+
     /// The allocation recycled last (its pages are the likeliest to be cached), if any.
     fn take(&self) -> Option<Vec<u32>> {
         lock(&self.allocations).pop()
@@ -313,7 +322,7 @@ impl BatchPool {
     /// with room for the largest read are kept, so that every one kept is used again (one that
     /// waited for a batch small enough for it would be memory nobody counts).
     pub fn recycle(&self, mut words: Vec<u32>) {
-        if words.capacity() < RETAINED_BATCH_WORDS {
+        if words.capacity() < RETAINED_BATCH_WORDS || self.closed.load(Ordering::Relaxed) {
             return;
         }
         words.clear();
@@ -595,6 +604,12 @@ mod tests {
         let held: usize = lock(&pool.allocations).iter().map(Vec::capacity).sum();
         assert!(held * 4 <= RECYCLED_BATCH_BYTES, "{held} words held");
         assert_eq!(std::iter::from_fn(|| pool.take()).count(), kept);
+
+        pool.recycle(Vec::with_capacity(RETAINED_BATCH_WORDS));
+        pool.close();
+        assert!(pool.take().is_none(), "a stopped loop's pool is emptied");
+        pool.recycle(Vec::with_capacity(RETAINED_BATCH_WORDS));
+        assert!(pool.take().is_none(), "and frees what comes back after");
     }
 
     #[test]

@@ -295,14 +295,15 @@ impl EventLoop {
             // handle is closed either way.
             let _ = thread.join();
         }
+        self.shared.delivery.pool().close();
     }
 
-    /// Whether both handles refer to the same loop.
     /// Where the batches [`JsSide::take_records`] hands out go back once JavaScript is done.
     pub fn batch_pool(&self) -> Arc<BatchPool> {
         Arc::clone(self.shared.delivery.pool())
     }
 
+    /// Whether both handles refer to the same loop.
     pub fn is_same_loop(&self, other: &EventLoop) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)
     }

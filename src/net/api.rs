@@ -56,7 +56,11 @@ impl EventLoop {
         self.check_open()?;
         let socket = sys::adopt_inherited(fd, sys::Inherited::Listening)?;
         if let Some(backlog) = options.backlog {
-            socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+            if let Err(err) = socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX)) {
+                // Handed back unclosed: on failure the descriptor stays the caller's.
+                let _ = std::os::fd::IntoRawFd::into_raw_fd(socket);
+                return Err(err.into());
+            }
         }
         self.watch_listener(js, socket, tls, options)
     }
