@@ -409,4 +409,12 @@ async function runScenario({ scenario, cases, servers, baseline, peer, limit, no
   return runs
 }
 
-module.exports = { TLS_FIXTURES, bunServer, limitServer, nodeServer, runScenario }
+/** Runs a scenario script's `main`; a failure is printed and sets the exit code. */
+function runMain(main) {
+  main().catch((err) => {
+    console.error(err)
+    process.exitCode = 1
+  })
+}
+
+module.exports = { TLS_FIXTURES, bunServer, limitServer, nodeServer, runMain, runScenario }

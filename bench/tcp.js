@@ -1,25 +1,21 @@
 // TCP echo: messages per second and server CPU time per message of a usockets-rs echo server,
 // next to a node:net echo server (the baseline), a Bun echo server (the peer) and
-// bench/limit-server (the limit: what one core of plain Rust does) in the same run. bench/echo-harness.js says how it is measured.
+// bench/limit-server (the limit: what one core of plain Rust does) in the same run.
+// bench/echo-harness.js says how it is measured.
 //
 // The load comes from bench/loadgen, a native single-threaded client that checks every echoed
 // byte. Prints one JSON object per (case, server) on stdout; bench/run.js turns them into a
 // table.
 'use strict'
 
-const { bunServer, limitServer, nodeServer, runScenario } = require('./echo-harness.js')
-
-/** Also run first and last on node:net alone, to show how much the machine drifted. */
-const NOISE_PROBE = { name: 'pingpong 64 B, 100 conns', args: ['pingpong', '--size', '64', '--connections', '100'] }
+const { bunServer, limitServer, nodeServer, runMain, runScenario } = require('./echo-harness.js')
+const { NOISE_PROBE, PIPELINED, CONNECT } = require('./tcp-cases.js')
 
 const CASES = [
   { name: 'pingpong 64 B, 1 conn', args: ['pingpong', '--size', '64', '--connections', '1'] },
   { name: 'pingpong 64 B, 10 conns', args: ['pingpong', '--size', '64', '--connections', '10'] },
   NOISE_PROBE,
-  {
-    name: 'pingpong 64 B, 100 conns x 16',
-    args: ['pingpong', '--size', '64', '--connections', '100', '--pipeline', '16'],
-  },
+  PIPELINED,
   // At most 16 chunks unechoed per connection, and as many as TCP lets the writer send (it reads
   // the echo back concurrently but never waits for it): what a proxy or file transfer does.
   { name: 'stream 64 KiB, 4 conns', args: ['stream', '--size', '65536', '--connections', '4'] },
@@ -27,29 +23,28 @@ const CASES = [
     name: 'stream 64 KiB, 4 conns, unbounded',
     args: ['stream', '--size', '65536', '--connections', '4', '--pipeline', 'unbounded'],
   },
-  { name: 'connect 64 B, 10 conns', args: ['connect', '--size', '64', '--connections', '10'] },
+  CONNECT,
 ]
 
 const NODE_NET = nodeServer('node:net', 'node-net-echo.js')
 const BUN = bunServer('bun', 'bun-echo.js')
 const LIMIT = limitServer()
 
-runScenario({
-  scenario: 'tcp',
-  cases: CASES,
-  servers: [
-    NODE_NET,
-    BUN,
-    nodeServer('usockets-rs', 'usockets-echo.js'),
-    // The same with the loop polling for 50 µs after each delivery: latency for CPU.
-    nodeServer('usockets-rs spin', 'usockets-echo.js', ['--spin-us', '50']),
-    LIMIT,
-  ],
-  baseline: NODE_NET,
-  peer: BUN,
-  limit: LIMIT,
-  noiseProbe: NOISE_PROBE,
-}).catch((err) => {
-  console.error(err)
-  process.exitCode = 1
-})
+runMain(() =>
+  runScenario({
+    scenario: 'tcp',
+    cases: CASES,
+    servers: [
+      NODE_NET,
+      BUN,
+      nodeServer('usockets-rs', 'usockets-echo.js'),
+      // The same with the loop polling for 50 µs after each delivery: latency for CPU.
+      nodeServer('usockets-rs spin', 'usockets-echo.js', ['--spin-us', '50']),
+      LIMIT,
+    ],
+    baseline: NODE_NET,
+    peer: BUN,
+    limit: LIMIT,
+    noiseProbe: NOISE_PROBE,
+  }),
+)

@@ -16,7 +16,7 @@
 
 const path = require('node:path')
 
-const { TLS_FIXTURES, bunServer, limitServer, nodeServer, runScenario } = require('./echo-harness.js')
+const { TLS_FIXTURES, bunServer, limitServer, nodeServer, runMain, runScenario } = require('./echo-harness.js')
 
 const TLS = ['--tls', '--ca', path.join(TLS_FIXTURES, 'ca.pem')]
 /** The bound on the JS thread's share of the usockets-rs server's CPU in bulk transfer. */
@@ -75,7 +75,4 @@ async function main() {
   }
 }
 
-main().catch((err) => {
-  console.error(err)
-  process.exitCode = 1
-})
+runMain(main)

@@ -7,7 +7,7 @@
 // losses would flatter them.
 'use strict'
 
-const { bunServer, limitServer, nodeServer, runScenario } = require('./echo-harness.js')
+const { bunServer, limitServer, nodeServer, runMain, runScenario } = require('./echo-harness.js')
 
 const udp = (size, flows, pipeline) => ['udp', '--size', String(size), '--flows', String(flows), '--pipeline', String(pipeline)]
 
@@ -23,15 +23,14 @@ const NODE_DGRAM = nodeServer('node:dgram', 'node-dgram-echo.js')
 const BUN = bunServer('bun', 'bun-udp-echo.js')
 const LIMIT = limitServer(['--udp'])
 
-runScenario({
-  scenario: 'udp',
-  cases: CASES,
-  servers: [NODE_DGRAM, BUN, nodeServer('usockets-rs', 'usockets-udp-echo.js'), LIMIT],
-  baseline: NODE_DGRAM,
-  peer: BUN,
-  limit: LIMIT,
-  noiseProbe: NOISE_PROBE,
-}).catch((err) => {
-  console.error(err)
-  process.exitCode = 1
-})
+runMain(() =>
+  runScenario({
+    scenario: 'udp',
+    cases: CASES,
+    servers: [NODE_DGRAM, BUN, nodeServer('usockets-rs', 'usockets-udp-echo.js'), LIMIT],
+    baseline: NODE_DGRAM,
+    peer: BUN,
+    limit: LIMIT,
+    noiseProbe: NOISE_PROBE,
+  }),
+)

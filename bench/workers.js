@@ -7,17 +7,11 @@
 // connections over the workers (printed after the table) are what to read.
 'use strict'
 
-const { bunServer, limitServer, nodeServer, runScenario } = require('./echo-harness.js')
+const { bunServer, limitServer, nodeServer, runMain, runScenario } = require('./echo-harness.js')
 
-const NOISE_PROBE = { name: 'pingpong 64 B, 100 conns', args: ['pingpong', '--size', '64', '--connections', '100'] }
-const CASES = [
-  NOISE_PROBE,
-  {
-    name: 'pingpong 64 B, 100 conns x 16',
-    args: ['pingpong', '--size', '64', '--connections', '100', '--pipeline', '16'],
-  },
-  { name: 'connect 64 B, 10 conns', args: ['connect', '--size', '64', '--connections', '10'] },
-]
+const { NOISE_PROBE, PIPELINED, CONNECT } = require('./tcp-cases.js')
+
+const CASES = [NOISE_PROBE, PIPELINED, CONNECT]
 
 const NODE_NET = nodeServer('node:net', 'node-net-echo.js')
 const BUN = bunServer('bun', 'bun-echo.js')
@@ -49,7 +43,4 @@ async function main() {
   )
 }
 
-main().catch((err) => {
-  console.error(err)
-  process.exitCode = 1
-})
+runMain(main)

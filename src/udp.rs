@@ -7,7 +7,8 @@
 //! reports when the socket can take more. Receiving stops while the loop has no credit: the
 //! kernel then drops what does not fit its receive buffer, and counts it.
 
-use std::net::SocketAddr;
+use std::fmt::Write;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 
@@ -79,6 +80,9 @@ pub(crate) struct Udp {
     sockets: Slab<Entry>,
     /// Made when the first datagram is to be read (1 MiB).
     buffers: Option<Box<sys::DatagramBuffers>>,
+    /// The last sender's address and its text, so that a run of datagrams from one sender
+    /// formats it once, and formatting allocates nothing.
+    sender: (Option<IpAddr>, String),
 }
 
 impl Udp {
@@ -109,7 +113,7 @@ impl Udp {
         }
         if readable && !entry.throttled {
             let buffers = self.buffers.get_or_insert_with(Box::default);
-            receive(services, id, entry, buffers);
+            receive(services, id, entry, buffers, &mut self.sender);
         }
         true
     }
@@ -129,7 +133,13 @@ impl Udp {
 }
 
 /// Reads what the socket has, within the loop's credit, into `Datagram` records.
-fn receive(services: &mut Services, id: SlotId, entry: &mut Entry, buffers: &mut sys::DatagramBuffers) {
+fn receive(
+    services: &mut Services,
+    id: SlotId,
+    entry: &mut Entry,
+    buffers: &mut sys::DatagramBuffers,
+    sender: &mut (Option<IpAddr>, String),
+) {
     for _ in 0..RECEIVES_PER_ITERATION {
         if !services.has_credit() {
             entry.throttled = true;
@@ -156,8 +166,12 @@ fn receive(services: &mut Services, id: SlotId, entry: &mut Entry, buffers: &mut
         drop(guard);
         for datagram in buffers.datagrams() {
             let Some(from) = datagram.from else { continue };
-            let address = from.ip().to_string();
-            services.events.push_datagram(id.index, id.generation, from.port(), &address, datagram.data);
+            if sender.0 != Some(from.ip()) {
+                sender.1.clear();
+                let _ = write!(sender.1, "{}", from.ip());
+                sender.0 = Some(from.ip());
+            }
+            services.events.push_datagram(id.index, id.generation, from.port(), &sender.1, datagram.data);
         }
         if received < wanted {
             return;

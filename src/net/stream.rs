@@ -145,13 +145,19 @@ impl Stream {
         listener_id: SlotId,
         listener: &ListenerIo,
     ) -> Stream {
-        let mut stream = Stream::new(id, Phase::Open, Some(io), READABLE);
-        stream.client = false;
+        let mut stream = Stream::server(id, io, listener.tls.clone());
         stream.listener = Some(listener_id);
         listener.counts.open.fetch_add(1, Ordering::Relaxed);
         stream.counts = Some(Arc::clone(&listener.counts));
-        if let Some(context) = &listener.tls {
-            stream.transport = Transport::Tls(Box::new(TlsSession::server(Arc::clone(context))));
+        stream
+    }
+
+    /// The server side of a connection (accepted or adopted), a TLS server with `tls`.
+    fn server(id: SlotId, io: Arc<SocketIo>, tls: Option<Arc<TlsContext>>) -> Stream {
+        let mut stream = Stream::new(id, Phase::Open, Some(io), READABLE);
+        stream.client = false;
+        if let Some(context) = tls {
+            stream.transport = Transport::Tls(Box::new(TlsSession::server(context)));
         }
         stream
     }
@@ -170,12 +176,8 @@ impl Stream {
             Ok(remote)
         });
         let io = Arc::new(SocketIo::new(socket, tls.is_some()));
-        let mut stream = Stream::new(id, Phase::Open, Some(io), READABLE);
-        stream.client = false;
+        let mut stream = Stream::server(id, io, tls);
         stream.adopted = true;
-        if let Some(context) = tls {
-            stream.transport = Transport::Tls(Box::new(TlsSession::server(context)));
-        }
         match checked {
             Ok(remote) => stream.begin_accepted(services, remote, None, None),
             Err(err) => stream.fail_connect(services, errno_of(&err)),
