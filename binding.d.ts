@@ -119,6 +119,16 @@ export declare class LoopCore {
   send(id: number, data: Uint8Array, highWaterMark: number): number
   /** What the socket's TLS handshake settled (undefined for plain sockets or once closed). */
   tlsInfo(id: number): TlsSocketInfo | null
+  /**
+   * STARTTLS: socket `id` becomes a TLS socket of `tls`; a client (`client`) verifies the
+   * server as `host` (the `servername` option or the connect host). Returns false if it is
+   * TLS already; throws for a closed socket, or a server context without a certificate.
+   */
+  upgrade(id: number, tls: TlsContextCore, client: boolean, host: string): boolean
+  /** STARTTLS: the bytes JavaScript held back from socket `id` since `upgrade`. */
+  upgradeInput(id: number, readAhead: Uint8Array): void
+  /** RFC 5705 keying material of socket `id`'s TLS session (undefined without an open one). */
+  exportKeyingMaterial(id: number, length: number, label: Uint8Array, context?: Uint8Array | undefined | null): Buffer | null
   /** The PROXY protocol header socket `id` began with (undefined without one, or once closed). */
   proxyInfo(id: number): ProxyInfo | null
   /** JavaScript ran (or had no) `onServerName` for the handshake of socket `id`. */
@@ -157,6 +167,8 @@ export declare class LoopCore {
 export declare class TlsContextCore {
   /** Checks and loads everything (keys, certificates, roots); throws with a `code` otherwise. */
   constructor(options: TlsOptionsInput)
+  /** `setTls`: new handshakes use `options`; throws (changing nothing) if they are invalid. */
+  setOptions(options: TlsOptionsInput): void
   addServerName(pattern: string, options: TlsOptionsInput): void
   removeServerName(pattern: string): boolean
   /** The pattern that serves `name` (a pattern finds itself). */
@@ -217,6 +229,9 @@ export declare const EVENT_TIMEOUT: number
 
 /** A timer expired (`EventKind` in `src/event_loop/batch.rs` documents each kind). */
 export declare const EVENT_TIMER: number
+
+/** STARTTLS: the loop upgraded the socket and waits for its undelivered bytes. */
+export declare const EVENT_UPGRADED: number
 
 /** `wakeup()` was called. */
 export declare const EVENT_WAKEUP: number
@@ -304,11 +319,21 @@ export interface TcpOptionsOutput {
   noDelay: boolean
 }
 
+/** The length of `TlsOptions.ticketKeys` (checked in JavaScript, where the message names it). */
+export declare const TICKET_KEYS_BYTES: number
+
 /** Socket timeouts fire on ticks this many seconds apart. */
 export declare const TIMEOUT_GRANULARITY: number
 
 /** `arg` bit of a timer record: the timer's last expiry (it does not repeat). */
 export declare const TIMER_FINAL: number
+
+/** `socket.cipher`, as `node:tls`'s `getCipher()`. */
+export interface TlsCipher {
+  name: string
+  standardName: string
+  version: string
+}
 
 /** The `code` and message of a TLS failure code from a close or connect-error record. */
 export interface TlsFailureDescription {
@@ -331,6 +356,11 @@ export interface TlsOptionsInput {
   alpnProtocols?: Array<string>
   /** `'TLSv1.3'` or anything else (checked in `index.js`) for TLS 1.2. */
   minVersion?: string
+  /** `'TLSv1.2'` or anything else (checked in `index.js`) for TLS 1.3. */
+  maxVersion?: string
+  /** Seconds (checked in `index.js`). */
+  handshakeTimeout?: number
+  ticketKeys?: Buffer
 }
 
 /** What a TLS socket's handshake settled. */
@@ -338,6 +368,9 @@ export interface TlsSocketInfo {
   alpnProtocol?: string
   servername?: string
   peerCertificate?: Buffer
+  version?: string
+  cipher?: TlsCipher
+  sessionReused: boolean
 }
 
 /** A bound UDP socket: its id, and the address and port it is bound to. */

@@ -185,6 +185,12 @@ export declare class Poll {
  * file name both given). Wrong types throw a TypeError naming the option.
  *
  * A context without `key`/`cert` can only connect (`listen` throws `'ERR_TLS_NO_CERTIFICATE'`).
+ *
+ * Debugging: with `SSLKEYLOGFILE` set in the environment when a TLS context is created, the
+ * session secrets of its handshakes are appended to that file in the NSS key log format
+ * (`CLIENT_HANDSHAKE_TRAFFIC_SECRET <client random> <secret>`, ...), which Wireshark reads to
+ * decrypt a capture, as Node and curl do. Without it nothing is written. Never set it in
+ * production: the file decrypts every session it lists.
  */
 export interface TlsOptions {
   /** The private key, PEM (PKCS#8, PKCS#1 or SEC1; encrypted keys: PKCS#8 with `passphrase`). */
@@ -224,12 +230,45 @@ export interface TlsOptions {
   alpnProtocols?: string[]
   /** The oldest version accepted: `'TLSv1.2'` (default) or `'TLSv1.3'`. */
   minVersion?: 'TLSv1.2' | 'TLSv1.3'
+  /**
+   * The newest version offered or accepted: `'TLSv1.3'` (default) or `'TLSv1.2'`. Above
+   * `minVersion` or equal: `minVersion: 'TLSv1.3'` with `maxVersion: 'TLSv1.2'` throws a TypeError
+   * with code `'ERR_TLS_PROTOCOL_VERSION_CONFLICT'`.
+   */
+  maxVersion?: 'TLSv1.2' | 'TLSv1.3'
+  /**
+   * Seconds a handshake may take (default 10; > 0, at most 86400, fractions allowed; a
+   * RangeError otherwise), counted from accept (server; a PROXY header counts in), from the TCP
+   * connect (client, unless a connect `timeout()` of its own is armed) or from `upgrade()`.
+   * The expiry fires up to one timeout tick (`TIMEOUT_GRANULARITY`, 4 s) late. A server drops
+   * a connection that never completed silently (it never reached `onOpen`); a client, and an
+   * upgraded socket, close with `'ERR_TLS_HANDSHAKE_TIMEOUT'`.
+   */
+  handshakeTimeout?: number
+  /**
+   * Server: the key of the session tickets this context issues, 48 bytes (as Node's
+   * `ticketKeys`; make them with `crypto.randomBytes(48)`). Contexts, workers and processes
+   * given the same bytes resume each other's sessions, so a client resumes wherever a load
+   * balancer sends it. Without it each context has a random key of its own, rotated every few
+   * hours. Rotate shared keys with `setTls({ ..., ticketKeys })` on every server: tickets
+   * under the previous keys still resume, tickets under older ones fall back to a full
+   * handshake. Tickets sealed under shared keys tell clients to keep them at most 12 hours.
+   * Keep the keys as secret as the private key: they decrypt the sessions they protect.
+   */
+  ticketKeys?: ArrayBufferView
   /** Accepted and ignored: rustls has no finite-field DHE (it uses ECDHE). */
   dhParamsFileName?: string
   /** Accepted and ignored: rustls offers only modern AEAD suites, in its own order. */
   sslCiphers?: string
   /** Accepted and ignored: rustls already frees idle buffers. */
   preferLowMemoryUsage?: boolean
+}
+
+/** A TLS socket's cipher suite (`socket.cipher`), as `node:tls`'s `getCipher()`. */
+export interface TlsCipher {
+  name: string
+  standardName: string
+  version: string
 }
 
 /** Options of `new SocketContext()`. */
@@ -476,6 +515,48 @@ export declare class SocketContext {
   /** The seed's name for `adoptSocket`. */
   link(socket: Socket): Socket
   /**
+   * STARTTLS: `socket`, an open plain socket of this loop, becomes a TLS socket of this context,
+   * and this context's handlers get its events from now on. A socket that connected becomes a
+   * TLS client (it sends the ClientHello at once and verifies the server as any client of this
+   * context: `ca` or the bundled roots, the name `options.servername`, else `tls.servername`,
+   * else the host it connected to); one that was accepted (or adopted with `adoptFd`) becomes a
+   * TLS server (SNI, `onServerName`, ALPN, client certificates as this context says).
+   *
+   * The byte stream: what `write`/`send` took before the call goes out in clear, before the
+   * first TLS byte. What arrives after the last `onData` delivered before the call belongs to
+   * the TLS session: bytes the loop had read but not delivered (a client may send its
+   * ClientHello without waiting for your reply) are handed to the session, never to `onData`;
+   * data held back by `pause()` too. Bytes of the current `onData` chunk that followed the
+   * command (a peer that pipelined its ClientHello) are yours to hand over as `options.head`:
+   * they are read first. Reply and upgrade in the same turn of the event loop (write the `220`,
+   * then call `upgrade`): the peer starts TLS once it read the reply.
+   *
+   * Writes after the call are queued and encrypted once the handshake completed. Its completion
+   * is this context's `onOpen(socket, isClient, remoteAddress)` (the addresses are the ones the
+   * socket opened with); a failure is `onClose(socket, code, err)` with the TLS code
+   * (`'ERR_TLS_CERT_...'`, `'ERR_TLS_ALERT_...'`, `'ERR_TLS_HANDSHAKE_TIMEOUT'`), or
+   * `ECONNRESET` if the peer went away. Timeouts armed on the socket are cleared; the
+   * context's `handshakeTimeout` bounds the handshake. Returns the same Socket object.
+   * @throws `ERR_INVALID_ARG_VALUE` (the socket unchanged) for a socket that is TLS already,
+   *   closed, still connecting, shut down, or of another loop; `ERR_TLS_REQUIRED` on a plain
+   *   context; `ERR_TLS_NO_CERTIFICATE` for an accepted socket when this context has no
+   *   certificate; a TypeError for wrong argument types.
+   */
+  upgrade(socket: Socket, options?: { servername?: string; head?: ArrayBufferView }): Socket
+  /**
+   * Certificate rotation without a restart (as Node's `server.setSecureContext`): handshakes
+   * that start after the call use `options` (all of {@link TlsOptions}: key, certificate, CA,
+   * versions, ALPN, ...), in this context and in the contexts sharing its configuration
+   * (`createChild`). Open sockets, and handshakes whose ClientHello was already read, keep what
+   * they have. Server names (`addServerName`) keep their entries: add a pattern again to rotate
+   * its certificate. Session caches carry over, so clients resume across a rotation; with
+   * `ticketKeys`, those become the ticket key (the previous one still opens its tickets).
+   * @throws what the constructor throws for the same options, and then nothing changed;
+   *   `ERR_TLS_NO_CERTIFICATE` when a context that serves is given no key and certificate;
+   *   `ERR_TLS_REQUIRED` on a plain context.
+   */
+  setTls(options: TlsOptions): void
+  /**
    * A new context on the same loop with its own handlers: an adoption target. It shares this
    * context's TLS configuration and server names (its `options.tls` is ignored).
    */
@@ -562,6 +643,31 @@ export declare class Socket {
    * sent none, or not TLS. Set from `onOpen` on.
    */
   readonly peerCertificate: Buffer | undefined
+  /** TLS: the protocol version, `'TLSv1.3'` or `'TLSv1.2'`, from `onOpen` on; undefined before, or not TLS. */
+  readonly tlsVersion: 'TLSv1.3' | 'TLSv1.2' | undefined
+  /**
+   * TLS: the cipher suite, as `node:tls`'s `getCipher()`: OpenSSL's name
+   * (`'TLS_AES_256_GCM_SHA384'`, `'ECDHE-ECDSA-AES128-GCM-SHA256'`), the IANA name, and the
+   * oldest protocol version it works with. From `onOpen` on; undefined before, or not TLS.
+   */
+  readonly cipher: TlsCipher | undefined
+  /**
+   * TLS: the handshake resumed an earlier session (a ticket, or a TLS 1.2 session id) instead
+   * of a full handshake. Sessions resume by default: each client context keeps a bounded
+   * cache (256 servers) and offers what it holds; each server context issues tickets (see
+   * `ticketKeys`) and keeps a bounded cache of 4096 sessions for clients without tickets.
+   * False before `onOpen`, and for plain sockets.
+   */
+  readonly isSessionReused: boolean
+  /**
+   * TLS: `length` bytes (1 to 16384) of keying material exported from the session (RFC 5705,
+   * RFC 8446 §7.5), equal on both ends for the same `label` and `context`; as `node:tls`'s
+   * `exportKeyingMaterial`. Asks the loop thread, which holds the session, and waits for its
+   * answer (one wake-up: microseconds; do not call it per message on a hot path).
+   * @throws `ERR_TLS_INVALID_STATE` when the socket is not TLS, its handshake has not
+   *   completed, or it is closed; RangeError / TypeError for bad arguments.
+   */
+  exportKeyingMaterial(length: number, label: string, context?: ArrayBufferView): Buffer
   /** The PROXY protocol header the connection began with (a listener's `proxyProtocol`); undefined without one. Set from `onOpen` on. */
   readonly proxy: ProxyHeader | undefined
   /** IPv4 peers show as `'127.0.0.1'` (also on dual-stack listeners); Unix: the path or `''`. */

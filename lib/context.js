@@ -4,7 +4,7 @@
 'use strict'
 
 const { TlsContextCore } = require('../binding.js')
-const { kState, kContextState, kCloseByLoop, kMoveToContext, hideInternal } = require('./symbols.js')
+const { kState, kContextState, kCloseByLoop, kMoveToContext, kUpgrade, hideInternal } = require('./symbols.js')
 const { withCode, tlsOnly } = require('./errors.js')
 const {
   invalidArgType,
@@ -300,7 +300,7 @@ class SocketContext {
     const context = this[kContextState]
     context.state.checkOpen()
     const id = context.state.core.connect(host, port, sourceHost ?? null, context.tls)
-    return createSocket(this, id, ext)
+    return createSocket(this, id, ext, { host })
   }
 
   /**
@@ -312,7 +312,9 @@ class SocketContext {
     const { ext } = validateOptions(options, 'options')
     const context = this[kContextState]
     context.state.checkOpen()
-    return createSocket(this, context.state.core.connectUnix(path, context.tls), ext)
+    // Over TLS (now or after upgrade()) a Unix socket's server is verified as `localhost`
+    // unless tls.servername says otherwise.
+    return createSocket(this, context.state.core.connectUnix(path, context.tls), ext, { host: 'localhost' })
   }
 
   /**
@@ -330,6 +332,58 @@ class SocketContext {
     }
     socket[kMoveToContext](this)
     return socket
+  }
+
+  /**
+   * STARTTLS: `socket`, an open plain socket of this loop, becomes a TLS socket of this context
+   * (its handlers from now on): a client if it connected, a server if it was accepted or
+   * adopted. Bytes written before go out in clear first; bytes read after the last onData
+   * before this call go to the TLS session (behind `head`), never to onData. onOpen of this
+   * context follows when the handshake completed; onClose with the TLS error if it failed.
+   * @param {Socket} socket
+   * @param {{ servername?: string, head?: ArrayBufferView }} [options]
+   */
+  upgrade(socket, options) {
+    if (!(socket instanceof Socket)) throw invalidArgType('socket', 'an instance of Socket', socket)
+    const { servername, head } = validateOptions(options, 'options')
+    if (servername !== undefined && servername !== null) {
+      if (typeof servername !== 'string' || servername === '') {
+        throw invalidArgType('options.servername', 'a non-empty string', servername)
+      }
+      validateNoNul(servername, 'options.servername')
+    }
+    if (head !== undefined && head !== null && !ArrayBuffer.isView(head)) {
+      throw invalidArgType('options.head', 'a Buffer or TypedArray', head)
+    }
+    const context = this[kContextState]
+    if (context.tls === null) throw tlsOnly('upgrade')
+    /** @param {string} why */
+    const refuse = (why) => withCode(new Error(`upgrade: the socket ${why}`), 'ERR_INVALID_ARG_VALUE')
+    if (socket.context.loop !== this.loop) throw refuse('belongs to another loop')
+    if (socket.isTls) throw refuse('is a TLS socket already')
+    if (socket.isClosed) throw refuse('is closed')
+    if (!socket.isEstablished) throw refuse('is not open yet (still connecting)')
+    if (socket.isShutDown) throw refuse('is shut down (it cannot send its side of the handshake)')
+    context.state.checkOpen()
+    const headBytes = head == null ? undefined : Buffer.from(head.buffer, head.byteOffset, head.byteLength)
+    socket[kUpgrade](this, servername ?? undefined, headBytes)
+    return socket
+  }
+
+  /**
+   * Certificate rotation: handshakes that start from now on use `options` (key, certificate,
+   * CA and the rest of TlsOptions), here and in the contexts that share this one's
+   * configuration (createChild); open sockets keep theirs. Invalid options throw and change
+   * nothing. Server names (addServerName) keep their entries: add a pattern again to rotate it.
+   * Session caches and ticket keys carry over (tls.ticketKeys replaces the ticket key; tickets
+   * under the previous one still resume).
+   * @param {import('../index.js').TlsOptions} options
+   */
+  setTls(options) {
+    const context = this[kContextState]
+    const tls = tlsArgument(options, 'options')
+    if (context.tls === null) throw tlsOnly('setTls')
+    context.tls.setOptions(tls)
   }
 
   /**

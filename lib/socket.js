@@ -13,6 +13,7 @@ const {
   EVENT_LONG_TIMEOUT,
   EVENT_CLOSE,
   EVENT_CONNECT_ERROR,
+  EVENT_UPGRADED,
   SLOT_INDEX_RANGE,
   ERRNO_EPIPE,
   ERRNO_ECANCELED,
@@ -26,9 +27,10 @@ const {
   kAcceptConnection,
   kServerNameRequested,
   kMoveToContext,
+  kUpgrade,
   kTcpOptions,
 } = require('./symbols.js')
-const { reportUncaught, socketError, systemError } = require('./errors.js')
+const { reportUncaught, socketError, systemError, withCode } = require('./errors.js')
 const { invalidArgType, validateInteger, bytesOf } = require('./validate.js')
 const { dataOf, openedByConnect, openedAddresses } = require('./dispatch.js')
 
@@ -41,6 +43,8 @@ const { dataOf, openedByConnect, openedAddresses } = require('./dispatch.js')
 // socket.timeout() accepts up to a week, longTimeout() up to a year of minutes.
 const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 const MAX_LONG_TIMEOUT_MINUTES = 365 * 24 * 60
+// exportKeyingMaterial's longest output (RFC 5705 allows more; nothing needs it).
+const MAX_KEYING_MATERIAL_BYTES = 16 * 1024
 // TCP keep-alive: the default idle delay, and Linux's largest TCP_KEEPIDLE (seconds).
 const DEFAULT_KEEPALIVE_SECONDS = 60
 const MAX_KEEPALIVE_SECONDS = 32767
@@ -165,7 +169,7 @@ class ListenSocket {
    * @param {number} at the Open record
    */
   [kAcceptConnection](id, records, at) {
-    const socket = createSocket(this.#context, id, undefined, this.#proxied)
+    const socket = createSocket(this.#context, id, undefined, { proxied: this.#proxied })
     socket[kDispatch](EVENT_OPEN, 0, records, at)
   }
 
@@ -204,6 +208,18 @@ class Socket {
   #longTimeoutStamp = 0
   #paused = false
   #tls = false
+  /** It connected (rather than was accepted or adopted): a STARTTLS upgrade makes it a TLS client. */
+  #isClient = false
+  /** The host it connected to: the name a STARTTLS client verifies without `servername`. */
+  #host
+  /**
+   * STARTTLS, from upgrade() until the loop's Upgraded record: the bytes for the TLS session
+   * (`head`, then Data the loop had read in clear that was not delivered); null otherwise.
+   * @type {Buffer[] | null}
+   */
+  #upgradeInput = null
+  /** STARTTLS: from upgrade() until the handshake completed (its onOpen). */
+  #upgrading = false
   /**
    * What the TLS handshake settled ({ alpnProtocol, servername, peerCertificate }), once open.
    * @type {TlsSocketInfo | null}
@@ -230,11 +246,12 @@ class Socket {
    * @param {SocketContext} context
    * @param {number} id
    * @param {unknown} ext
-   * @param {boolean} proxied
+   * @param {SocketOrigin} origin
    */
-  constructor(token, context, id, ext, proxied) {
+  constructor(token, context, id, ext, origin) {
     if (token !== kConstructToken) throw new TypeError('Socket is not constructible; use SocketContext.connect()')
-    this.#proxied = proxied
+    this.#proxied = origin.proxied ?? false
+    this.#host = origin.host ?? ''
     /** @type {unknown} */
     this.ext = ext
     this.#context = context
@@ -285,6 +302,47 @@ class Socket {
 
   get peerCertificate() {
     return this.#tlsInfo?.peerCertificate ?? undefined
+  }
+
+  /** 'TLSv1.3' or 'TLSv1.2' once the handshake completed; undefined before and for plain sockets. */
+  get tlsVersion() {
+    return this.#tlsInfo?.version ?? undefined
+  }
+
+  /** The negotiated cipher suite as node:tls's getCipher() describes it; undefined before the handshake. */
+  get cipher() {
+    const cipher = this.#tlsInfo?.cipher
+    return cipher == null ? undefined : { name: cipher.name, standardName: cipher.standardName, version: cipher.version }
+  }
+
+  /** The handshake resumed an earlier session (a ticket or a session id). */
+  get isSessionReused() {
+    return this.#tlsInfo?.sessionReused ?? false
+  }
+
+  /**
+   * RFC 5705 / RFC 8446 keying material, equal on both ends of the session. Asks the loop
+   * thread, which holds the session, and waits for it (one wake-up).
+   * @param {number} length
+   * @param {string} label
+   * @param {ArrayBufferView} [context]
+   */
+  exportKeyingMaterial(length, label, context) {
+    validateInteger(length, 'length', 1, MAX_KEYING_MATERIAL_BYTES)
+    if (typeof label !== 'string' || label === '') throw invalidArgType('label', 'a non-empty string', label)
+    if (context !== undefined && !ArrayBuffer.isView(context)) {
+      throw invalidArgType('context', 'a Buffer or TypedArray', context)
+    }
+    const contextBytes = context === undefined ? undefined : Buffer.from(context.buffer, context.byteOffset, context.byteLength)
+    const material =
+      this.#tlsInfo === null || this.#closed || this.#state.closed
+        ? null
+        : this.#state.core.exportKeyingMaterial(this.#id, length, Buffer.from(label, 'latin1'), contextBytes)
+    if (material == null) {
+      const message = 'exportKeyingMaterial needs a TLS socket whose handshake has completed and that is still open'
+      throw withCode(new Error(message), 'ERR_TLS_INVALID_STATE')
+    }
+    return material
   }
 
   get remoteAddress() {
@@ -512,13 +570,49 @@ class Socket {
    */
   [kMoveToContext](context) {
     if (this.#closed) return
+    this.#moveTo(context)
+    this.#state.core.setSocketTimeout(this.#id, 0, false, false, 0)
+    this.#state.core.setSocketTimeout(this.#id, 0, true, false, 0)
+  }
+
+  /**
+   * Its handlers are `context`'s from now on; expiries of its timeouts are dropped.
+   * @param {SocketContext} context
+   */
+  #moveTo(context) {
     this.#context[kContextState].sockets.delete(this)
     this.#context = context
     context[kContextState].sockets.add(this)
     this.#timeoutStamp = 0
     this.#longTimeoutStamp = 0
-    this.#state.core.setSocketTimeout(this.#id, 0, false, false, 0)
-    this.#state.core.setSocketTimeout(this.#id, 0, true, false, 0)
+  }
+
+  /**
+   * STARTTLS (SocketContext.upgrade checked the socket): it becomes a TLS socket of `context`,
+   * a client if it connected (verifying `servername`, else the host it connected to), else a
+   * server. The native upgrade throws before anything changes. Data of it that the loop read
+   * but JavaScript has not delivered is the TLS session's, behind `head`: what pause() held
+   * back now, and what its Data records bring until the loop's Upgraded record.
+   * @param {SocketContext} context
+   * @param {string | undefined} servername
+   * @param {Buffer | undefined} head
+   */
+  [kUpgrade](context, servername, head) {
+    const tls = /** @type {import('../binding.js').TlsContextCore} */ (context[kContextState].tls)
+    // The loop replaces its timeouts by the handshake timeout as it applies the upgrade.
+    this.#state.core.upgrade(this.#id, tls, this.#isClient, servername ?? this.#host)
+    this.#moveTo(context)
+    this.#tls = true
+    this.#upgrading = true
+    /** @type {Buffer[]} */
+    const input = head === undefined || head.length === 0 ? [] : [head]
+    if (this.#heldBack !== null) {
+      // Its end cannot be delivered as plaintext either (the loop closes a socket whose peer
+      // finished before its handshake); a close the loop reported stays held until resume().
+      for (const held of this.#heldBack) if (held !== null && typeof held !== 'number') input.push(held)
+      this.#heldBack = this.#heldBack.filter((held) => typeof held === 'number')
+    }
+    this.#upgradeInput = input
   }
 
   /**
@@ -532,19 +626,35 @@ class Socket {
     switch (kind) {
       case EVENT_DATA: {
         const data = dataOf(records, at, arg)
-        // Read before the loop saw pause(): held until resume(). At most what the loop may
-        // hold undelivered (maxPendingBytes).
-        if (this.#heldBack !== null) this.#heldBack.push(data)
+        // Read in clear after upgrade() was called: the TLS session's. Read before the loop
+        // saw pause(): held until resume(). Either is at most what the loop may hold
+        // undelivered (maxPendingBytes).
+        if (this.#upgradeInput !== null) this.#upgradeInput.push(data)
+        else if (this.#heldBack !== null) this.#heldBack.push(data)
         else handlers.onData(this, data)
         break
       }
+      case EVENT_UPGRADED: {
+        const input = this.#upgradeInput ?? []
+        this.#upgradeInput = null
+        this.#state.core.upgradeInput(this.#id, input.length === 1 ? input[0] : Buffer.concat(input))
+        break
+      }
       case EVENT_OPEN: {
+        if (this.#upgrading) {
+          // STARTTLS: the handshake completed; the addresses are the ones it opened with.
+          this.#upgrading = false
+          this.#tlsInfo = this.#state.core.tlsInfo(this.#id) ?? null
+          handlers.onOpen(this, this.#isClient, this.#remoteAddress)
+          break
+        }
         const opened = openedAddresses(records, at)
         this.#remoteAddress = opened.remoteAddress
         this.#localAddress = opened.localAddress
         this.#remotePort = opened.remotePort
         this.#localPort = opened.localPort
         this.#established = true
+        this.#isClient = openedByConnect(records, at)
         if (this.#tls) this.#tlsInfo = this.#state.core.tlsInfo(this.#id) ?? null
         if (this.#proxied) this.#proxy = proxyDetails(this.#state.core.proxyInfo(this.#id))
         const { keepAliveSeconds } = this.#context[kContextState]
@@ -557,6 +667,8 @@ class Socket {
         handlers.onWritable(this)
         break
       case EVENT_END:
+        // Before the Upgraded record: the loop closes the socket (its handshake cannot finish).
+        if (this.#upgradeInput !== null) break
         if (this.#heldBack !== null) this.#heldBack.push(null)
         else this.#ended()
         break
@@ -613,14 +725,21 @@ function createListenSocket(context, id, host, port, options) {
 }
 
 /**
+ * Where a socket came from.
+ * @typedef {object} SocketOrigin
+ * @property {boolean} [proxied] accepted by a listener with proxyProtocol
+ * @property {string} [host] the host it connects to
+ */
+
+/**
  * A new Socket in `context`'s loop's handle table (connect(), connectUnix(), an accept).
  * @param {SocketContext} context
  * @param {number} id
  * @param {unknown} ext
- * @param {boolean} [proxied] accepted by a listener with proxyProtocol
+ * @param {SocketOrigin} [origin]
  */
-function createSocket(context, id, ext, proxied = false) {
-  return new Socket(kConstructToken, context, id, ext, proxied)
+function createSocket(context, id, ext, origin = {}) {
+  return new Socket(kConstructToken, context, id, ext, origin)
 }
 
 module.exports = {

@@ -24,6 +24,8 @@ const kAcceptConnection = Symbol('usockets.acceptConnection')
 const kServerNameRequested = Symbol('usockets.serverNameRequested')
 /** Socket: moves it to another context (SocketContext.adoptSocket). */
 const kMoveToContext = Symbol('usockets.moveToContext')
+/** Socket: makes it a TLS socket of another context (SocketContext.upgrade, STARTTLS). */
+const kUpgrade = Symbol('usockets.upgrade')
 /** A socket's TCP options as the kernel reports them; registered, so that the specs can read them without an export. */
 const kTcpOptions = Symbol.for('usockets-rs.tcpOptions')
 
@@ -48,5 +50,6 @@ module.exports = {
   kAcceptConnection,
   kServerNameRequested,
   kMoveToContext,
+  kUpgrade,
   kTcpOptions,
 }

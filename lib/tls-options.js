@@ -5,10 +5,28 @@
 
 const { withCode } = require('./errors.js')
 const { describe, invalidArgType, outOfRange } = require('./validate.js')
+const { TICKET_KEYS_BYTES } = require('../binding.js')
 
 /** @typedef {import('../binding.js').TlsOptionsInput} TlsOptionsInput */
 
 const NEWLINE = Buffer.from('\n')
+/** handshakeTimeout: seconds, at most a day. */
+const MAX_HANDSHAKE_TIMEOUT_SECONDS = 24 * 3600
+
+/**
+ * `minVersion` / `maxVersion`: 'TLSv1.2' or 'TLSv1.3'.
+ * @param {unknown} value
+ * @param {string} name
+ * @returns {'TLSv1.2' | 'TLSv1.3' | undefined}
+ */
+function versionArgument(value, name) {
+  if (value === undefined || value === null) return undefined
+  if (value !== 'TLSv1.2' && value !== 'TLSv1.3') {
+    const message = `${name} must be 'TLSv1.2' or 'TLSv1.3'. Received ${describe(value)}`
+    throw withCode(new TypeError(message), 'ERR_TLS_INVALID_PROTOCOL_VERSION')
+  }
+  return value
+}
 
 /**
  * PEM input: a string, a Buffer / TypedArray, or (for chains and CA lists) an array of them.
@@ -50,7 +68,7 @@ function tlsArgument(value, name) {
   if (typeof value !== 'object' || Array.isArray(value)) throw invalidArgType(name, 'of type object', value)
   // Every field is checked below: until then each is unknown.
   const tls = /** @type {{ [K in keyof import('../index.js').TlsOptions]?: unknown }} */ (value)
-  const { alpnProtocols, minVersion } = tls
+  const { alpnProtocols, handshakeTimeout, ticketKeys } = tls
   if (alpnProtocols !== undefined && alpnProtocols !== null) {
     if (!Array.isArray(alpnProtocols)) throw invalidArgType(`${name}.alpnProtocols`, 'an array of strings', alpnProtocols)
     alpnProtocols.forEach((protocol, i) => {
@@ -59,9 +77,23 @@ function tlsArgument(value, name) {
       if (bytes < 1 || bytes > 255) throw outOfRange(`${name}.alpnProtocols[${i}]`, '1 to 255 bytes long', `${bytes} bytes`)
     })
   }
-  if (minVersion !== undefined && minVersion !== null && minVersion !== 'TLSv1.2' && minVersion !== 'TLSv1.3') {
-    const message = `${name}.minVersion must be 'TLSv1.2' or 'TLSv1.3'. Received ${describe(minVersion)}`
-    throw withCode(new TypeError(message), 'ERR_TLS_INVALID_PROTOCOL_VERSION')
+  const minVersion = versionArgument(tls.minVersion, `${name}.minVersion`)
+  const maxVersion = versionArgument(tls.maxVersion, `${name}.maxVersion`)
+  if (minVersion === 'TLSv1.3' && maxVersion === 'TLSv1.2') {
+    const message = `${name}.minVersion 'TLSv1.3' is above ${name}.maxVersion 'TLSv1.2'`
+    throw withCode(new TypeError(message), 'ERR_TLS_PROTOCOL_VERSION_CONFLICT')
+  }
+  if (handshakeTimeout !== undefined && handshakeTimeout !== null) {
+    if (typeof handshakeTimeout !== 'number') throw invalidArgType(`${name}.handshakeTimeout`, 'of type number', handshakeTimeout)
+    if (!(handshakeTimeout > 0 && handshakeTimeout <= MAX_HANDSHAKE_TIMEOUT_SECONDS)) {
+      throw outOfRange(`${name}.handshakeTimeout`, `> 0 and <= ${MAX_HANDSHAKE_TIMEOUT_SECONDS} (seconds)`, handshakeTimeout)
+    }
+  }
+  if (ticketKeys !== undefined && ticketKeys !== null) {
+    if (!ArrayBuffer.isView(ticketKeys)) throw invalidArgType(`${name}.ticketKeys`, 'a Buffer or TypedArray', ticketKeys)
+    if (ticketKeys.byteLength !== TICKET_KEYS_BYTES) {
+      throw outOfRange(`${name}.ticketKeys`, `${TICKET_KEYS_BYTES} bytes long`, `${ticketKeys.byteLength} bytes`)
+    }
   }
   // The seed's fields without a rustls equivalent: checked, then ignored (see index.d.ts).
   optionalType(tls.dhParamsFileName, `${name}.dhParamsFileName`, 'string')
@@ -79,7 +111,17 @@ function tlsArgument(value, name) {
     requestCert: optionalType(tls.requestCert, `${name}.requestCert`, 'boolean'),
     servername: optionalType(tls.servername, `${name}.servername`, 'string'),
     alpnProtocols: /** @type {string[] | null | undefined} */ (alpnProtocols) ?? undefined,
-    minVersion: /** @type {'TLSv1.2' | 'TLSv1.3' | null | undefined} */ (minVersion) ?? undefined,
+    minVersion,
+    maxVersion,
+    handshakeTimeout: /** @type {number | null | undefined} */ (handshakeTimeout) ?? undefined,
+    ticketKeys:
+      ticketKeys === undefined || ticketKeys === null
+        ? undefined
+        : Buffer.from(
+            /** @type {ArrayBufferView} */ (ticketKeys).buffer,
+            /** @type {ArrayBufferView} */ (ticketKeys).byteOffset,
+            TICKET_KEYS_BYTES,
+          ),
   }
 }
 

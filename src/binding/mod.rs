@@ -19,9 +19,9 @@ use napi_derive::napi;
 
 use crate::error::Error;
 use crate::event_loop::{EventLoop, JsSide, LoopConfig, SlotId};
-use crate::net::{ClientTls, ConnectTarget, ListenOptions, SocketTimeout};
+use crate::net::{ClientTls, ConnectTarget, KeyingMaterialRequest, ListenOptions, SocketTimeout};
 use crate::proxy::{Addresses, Command, Expect, Header};
-use crate::tls::{ConfigError, MinVersion, TlsContext, TlsFailure, TlsOptions};
+use crate::tls::{ConfigError, TlsContext, TlsFailure, TlsOptions, TlsVersion};
 
 #[allow(unsafe_code)]
 mod sys;
@@ -247,6 +247,11 @@ pub struct TlsOptionsInput {
     pub alpn_protocols: Option<Vec<String>>,
     /// `'TLSv1.3'` or anything else (checked in `index.js`) for TLS 1.2.
     pub min_version: Option<String>,
+    /// `'TLSv1.2'` or anything else (checked in `index.js`) for TLS 1.3.
+    pub max_version: Option<String>,
+    /// Seconds (checked in `index.js`).
+    pub handshake_timeout: Option<f64>,
+    pub ticket_keys: Option<Buffer>,
 }
 
 impl From<TlsOptionsInput> for TlsOptions {
@@ -270,9 +275,17 @@ impl From<TlsOptionsInput> for TlsOptions {
                 .map(String::into_bytes)
                 .collect(),
             min_version: match input.min_version.as_deref() {
-                Some("TLSv1.3") => MinVersion::Tls13,
-                _ => MinVersion::Tls12,
+                Some("TLSv1.3") => TlsVersion::Tls13,
+                _ => TlsVersion::Tls12,
             },
+            max_version: match input.max_version.as_deref() {
+                Some("TLSv1.2") => TlsVersion::Tls12,
+                _ => TlsVersion::Tls13,
+            },
+            handshake_timeout: input
+                .handshake_timeout
+                .map_or(defaults.handshake_timeout, Duration::from_secs_f64),
+            ticket_keys: input.ticket_keys.map(|keys| keys.to_vec()),
         }
     }
 }
@@ -290,6 +303,12 @@ impl TlsContextCore {
     pub fn new(options: TlsOptionsInput) -> Result<Self> {
         let context = TlsContext::new(&options.into()).map_err(config_error)?;
         Ok(TlsContextCore { context: Arc::new(context) })
+    }
+
+    /// `setTls`: new handshakes use `options`; throws (changing nothing) if they are invalid.
+    #[napi]
+    pub fn set_options(&self, options: TlsOptionsInput) -> Result<()> {
+        self.context.set_options(&options.into()).map_err(config_error)
     }
 
     #[napi]
@@ -354,6 +373,17 @@ pub struct TlsSocketInfo {
     pub alpn_protocol: Option<String>,
     pub servername: Option<String>,
     pub peer_certificate: Option<Buffer>,
+    pub version: Option<String>,
+    pub cipher: Option<TlsCipher>,
+    pub session_reused: bool,
+}
+
+/// `socket.cipher`, as `node:tls`'s `getCipher()`.
+#[napi(object)]
+pub struct TlsCipher {
+    pub name: String,
+    pub standard_name: String,
+    pub version: String,
 }
 
 /// Batches of at least this many words move to JavaScript without a copy.
@@ -678,7 +708,53 @@ impl LoopCore {
             alpn_protocol: info.alpn_protocol,
             servername: info.server_name,
             peer_certificate: info.peer_certificate.map(Buffer::from),
+            version: info.version.map(str::to_owned),
+            cipher: info.cipher.map(|cipher| TlsCipher {
+                name: cipher.name.to_owned(),
+                standard_name: cipher.standard_name.to_owned(),
+                version: cipher.version.to_owned(),
+            }),
+            session_reused: info.session_reused,
         })
+    }
+
+    /// STARTTLS: socket `id` becomes a TLS socket of `tls`; a client (`client`) verifies the
+    /// server as `host` (the `servername` option or the connect host). Returns false if it is
+    /// TLS already; throws for a closed socket, or a server context without a certificate.
+    #[napi]
+    pub fn upgrade(&self, id: f64, tls: &TlsContextCore, client: bool, host: String) -> Result<bool> {
+        let (context, name) = if client {
+            let ClientTls { context, name } = tls.client(&host)?;
+            (context, Some(name))
+        } else {
+            (tls.server()?, None)
+        };
+        let event_loop = self.running()?;
+        event_loop.upgrade(&self.js.borrow(), slot(id), context, name).map_err(js_error)
+    }
+
+    /// STARTTLS: the bytes JavaScript held back from socket `id` since `upgrade`.
+    #[napi]
+    pub fn upgrade_input(&self, id: f64, read_ahead: &[u8]) {
+        self.if_running(|event_loop| event_loop.upgrade_input(slot(id), read_ahead.to_vec()));
+    }
+
+    /// RFC 5705 keying material of socket `id`'s TLS session (undefined without an open one).
+    #[napi]
+    pub fn export_keying_material(
+        &self,
+        id: f64,
+        length: u32,
+        label: &[u8],
+        context: Option<&[u8]>,
+    ) -> Result<Option<Buffer>> {
+        let request = KeyingMaterialRequest {
+            length: length as usize,
+            label: label.to_vec(),
+            context: context.map(<[u8]>::to_vec),
+        };
+        let material = self.running()?.export_keying_material(slot(id), request).map_err(js_error)?;
+        Ok(material.map(Buffer::from))
     }
 
     /// The PROXY protocol header socket `id` began with (undefined without one, or once closed).

@@ -65,6 +65,10 @@ pub const EVENT_DATAGRAM: u32 = EventKind::Datagram as u32;
 #[cfg_attr(feature = "napi", napi)]
 pub const EVENT_DATAGRAM_ERROR: u32 = EventKind::DatagramError as u32;
 
+/// STARTTLS: the loop upgraded the socket and waits for its undelivered bytes.
+#[cfg_attr(feature = "napi", napi)]
+pub const EVENT_UPGRADED: u32 = EventKind::Upgraded as u32;
+
 /// Bit `kind` is set for the kinds whose records carry `arg` payload bytes (padded to words):
 /// the dispatcher skips a record as `WORDS_PER_EVENT + ((arg + 3) >>> 2)` words for those.
 #[cfg_attr(feature = "napi", napi)]
@@ -95,7 +99,12 @@ const _: fn(EventKind) -> u32 = |kind| match kind {
     EventKind::ServerName => EVENT_SERVER_NAME,
     EventKind::Datagram => EVENT_DATAGRAM,
     EventKind::DatagramError => EVENT_DATAGRAM_ERROR,
+    EventKind::Upgraded => EVENT_UPGRADED,
 };
+
+/// The length of `TlsOptions.ticketKeys` (checked in JavaScript, where the message names it).
+#[cfg_attr(feature = "napi", napi)]
+pub const TICKET_KEYS_BYTES: u32 = crate::tls::TICKET_KEYS_BYTES as u32;
 
 /// `arg` bit of a timer record: the timer's last expiry (it does not repeat).
 #[cfg_attr(feature = "napi", napi)]

@@ -45,6 +45,10 @@ pub enum EventKind {
     /// A UDP socket's receive failed (an ICMP error about its connected peer): `arg` is the
     /// errno. The socket stays open.
     DatagramError = 14,
+    /// STARTTLS: the loop made the socket a TLS one (`upgrade`) and reads nothing until
+    /// JavaScript hands back the bytes of its `Data` records after the upgrade call that it did
+    /// not deliver (they belong to the TLS session).
+    Upgraded = 15,
 }
 
 /// `arg` of a timer event whose timer does not repeat: it is disarmed once this is delivered.

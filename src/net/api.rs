@@ -8,12 +8,18 @@ use std::os::fd::{AsFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ClientTls, ConnectTarget, ListenOptions, ListenerIo, SocketCommand, SocketTimeout};
-use crate::error::Result;
+use super::{
+    ClientTls, ConnectTarget, KeyingMaterialRequest, ListenOptions, ListenerIo, SocketCommand, SocketTimeout,
+};
+use crate::error::{Error, Result};
 use crate::event_loop::{Command, EventLoop, JsSide, SlotId};
 use crate::proxy::Header;
 use crate::sys;
 use crate::tls::{TlsContext, TlsInfo};
+use tokio_rustls::rustls::pki_types::ServerName;
+
+/// The longest `exportKeyingMaterial` waits for the loop thread.
+const KEYING_MATERIAL_WAIT: Duration = Duration::from_secs(5);
 
 impl EventLoop {
     /// Listens on `addr` as `options` say (see [`crate::sys::listen_tcp`]). With `tls`, accepted
@@ -209,6 +215,50 @@ impl EventLoop {
     /// What the TLS handshake of an open socket settled (None for plain sockets).
     pub fn tls_info(&self, js: &JsSide, id: SlotId) -> Option<TlsInfo> {
         js.sockets.get(id)?.tls_info().cloned()
+    }
+
+    /// STARTTLS: the open plain socket `id` becomes a TLS socket of `context`, a client of
+    /// `name` or (`None`) a server. Writes queue for its session from now on; what was queued in
+    /// clear goes out first. Its `Upgraded` record asks for [`EventLoop::upgrade_input`], its
+    /// `Open` says the handshake completed. Fails with [`Error::StaleHandle`] for a socket that
+    /// is closed (or not open yet); `Ok(false)` for one that is TLS already.
+    pub fn upgrade(
+        &self,
+        js: &JsSide,
+        id: SlotId,
+        context: Arc<TlsContext>,
+        name: Option<ServerName<'static>>,
+    ) -> Result<bool> {
+        self.check_current(id)?;
+        let io = js.sockets.get(id).ok_or(Error::StaleHandle)?;
+        if io.writes_via_loop() {
+            return Ok(false);
+        }
+        let clear = io.begin_tls();
+        self.submit(Command::Socket(SocketCommand::Upgrade { id, context, name, clear }));
+        Ok(true)
+    }
+
+    /// STARTTLS: the bytes JavaScript held back since `upgrade`, for the TLS session.
+    pub fn upgrade_input(&self, id: SlotId, read_ahead: Vec<u8>) {
+        if self.check_current(id).is_ok() {
+            self.submit(Command::Socket(SocketCommand::UpgradeInput { id, read_ahead }));
+        }
+    }
+
+    /// `exportKeyingMaterial`: asks the loop thread, which holds the session, and waits for the
+    /// answer (one wake-up of the loop). `None` when the socket has no open TLS session.
+    pub fn export_keying_material(
+        &self,
+        id: SlotId,
+        request: KeyingMaterialRequest,
+    ) -> Result<Option<Vec<u8>>> {
+        self.check_current(id)?;
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.submit(Command::Socket(SocketCommand::ExportKeyingMaterial { id, request, reply }));
+        // The loop answers every command as it applies it, within one iteration; only a loop
+        // thread that died (a panic) never does, so the wait is bounded.
+        answer.recv_timeout(KEYING_MATERIAL_WAIT).map_err(|_| Error::LoopClosed)
     }
 
     /// TCP keep-alive after `delay` of idleness, or off; a no-op for Unix sockets and closed ones.

@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use super::io::{errno_of, SocketIo};
-use super::stream::{Phase, Stream, Transport, HANDSHAKE_TIMEOUT_STAMP, TLS_HANDSHAKE_TIMEOUT};
+use super::stream::{Phase, Stream, Transport, HANDSHAKE_TIMEOUT_STAMP};
 use super::{ClientTls, Net, SocketCommand};
 use crate::event_loop::poller::Trigger;
 use crate::event_loop::services::Services;
@@ -131,7 +131,7 @@ impl Stream {
                 Err(failure) => return self.fail_connect(services, failure.code()),
             }
             if !self.timeouts.is_armed(TimeoutKind::Short) {
-                let timeout = Some(TLS_HANDSHAKE_TIMEOUT);
+                let timeout = Some(self.handshake_timeout());
                 self.set_timeout(services, TimeoutKind::Short, timeout, HANDSHAKE_TIMEOUT_STAMP);
             }
             self.flush_tls(services);

@@ -174,9 +174,26 @@ impl SocketIo {
         (buffer.len(), was_empty && !buffer.is_empty())
     }
 
+    /// STARTTLS: from now on writes queue plaintext for the loop's TLS session. Returns the clear
+    /// bytes still queued, which the loop sends before the first TLS record (they stay counted
+    /// in the buffered amount until then).
+    pub fn begin_tls(&self) -> Vec<u8> {
+        let mut queue = lock(&self.send_buffer);
+        self.writes_via_loop.store(true, Ordering::Release);
+        let clear: Vec<u8> = queue.drain(..).collect();
+        self.tls_output.store(clear.len(), Ordering::Release);
+        self.buffered.store(0, Ordering::Release);
+        clear
+    }
+
     /// Writes queued bytes until the kernel takes no more. Returns true once the queue is empty.
+    /// Once the socket writes through its TLS session (STARTTLS, before the loop has applied
+    /// it), the queue holds plaintext for the session: nothing of it goes out in clear.
     pub(super) fn drain(&self) -> io::Result<bool> {
         let mut buffer = lock(&self.send_buffer);
+        if self.writes_via_loop() {
+            return Ok(false);
+        }
         while !buffer.is_empty() {
             let (first, second) = buffer.as_slices();
             let written = sys::send2(&self.socket, first, second, false)?;

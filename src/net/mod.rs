@@ -4,8 +4,10 @@
 //! One file per concern: `io` (what both threads share of a socket, the direct write path),
 //! `stream` (a connected socket: read, drain, end, close), `tls` (the TLS transport of a
 //! stream), `connect` (name lookups, address fallback), `listener` (listening, accepting, the
-//! pre-open stage of accepted sockets), `preamble` (reading their PROXY protocol header). The loop thread routes poller reports, commands and
-//! timeouts of socket handles here; this module reaches the loop only through [`Services`].
+//! pre-open stage of accepted sockets), `preamble` (reading their PROXY protocol header),
+//! `upgrade` (STARTTLS: a plain stream becomes a TLS one). The loop thread routes poller
+//! reports, commands and timeouts of socket handles here; this module reaches the loop only
+//! through [`Services`].
 //!
 //! A stream never removes itself from the table: a step that finishes it marks it, and
 //! [`Net::step`] drops it afterwards.
@@ -17,6 +19,7 @@ mod listener;
 mod preamble;
 mod stream;
 mod tls;
+mod upgrade;
 
 use std::collections::VecDeque;
 use std::io as std_io;
@@ -137,6 +140,33 @@ pub(crate) enum SocketCommand {
     ServerNameChosen {
         id: SlotId,
     },
+    /// STARTTLS: the socket becomes a TLS client of `name` (or a server, with `None`); `clear`
+    /// is what it had queued in clear, sent first.
+    Upgrade {
+        id: SlotId,
+        context: Arc<TlsContext>,
+        name: Option<ServerName<'static>>,
+        clear: Vec<u8>,
+    },
+    /// STARTTLS: the bytes JavaScript held back for the TLS session (see `upgrade.rs`).
+    UpgradeInput {
+        id: SlotId,
+        read_ahead: Vec<u8>,
+    },
+    /// `exportKeyingMaterial`: answered on `reply` (None when the socket has no open session).
+    ExportKeyingMaterial {
+        id: SlotId,
+        request: KeyingMaterialRequest,
+        reply: std::sync::mpsc::SyncSender<Option<Vec<u8>>>,
+    },
+}
+
+/// What `exportKeyingMaterial` asks for.
+#[derive(Debug)]
+pub struct KeyingMaterialRequest {
+    pub length: usize,
+    pub label: Vec<u8>,
+    pub context: Option<Vec<u8>>,
 }
 
 /// The socket driver: every stream and listener of one loop, on the loop thread.
@@ -237,6 +267,18 @@ impl Net {
             SocketCommand::Pause { id, paused } => self.step(id, |stream| stream.pause(services, paused)),
             SocketCommand::ServerNameChosen { id } => {
                 self.step(id, |stream| stream.server_name_chosen(services))
+            }
+            SocketCommand::Upgrade { id, context, name, clear } => {
+                self.step(id, |stream| stream.upgrade(services, context, name, clear))
+            }
+            SocketCommand::UpgradeInput { id, read_ahead } => {
+                self.step(id, |stream| stream.upgrade_input(services, &read_ahead))
+            }
+            SocketCommand::ExportKeyingMaterial { id, request, reply } => {
+                let material =
+                    self.streams.get(id).and_then(|stream| stream.export_keying_material(&request));
+                // JavaScript waits for the answer; a dropped receiver has given up.
+                let _ = reply.send(material);
             }
         }
     }

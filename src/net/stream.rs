@@ -24,22 +24,24 @@ use crate::event_loop::timeouts::{ArmedTimeouts, TimeoutKind};
 use crate::event_loop::{lock, SlotId, READABLE, WRITABLE};
 use crate::proxy::Expect;
 use crate::sys::{self, SockAddr};
-use crate::tls::{TlsContext, TlsFailure, TlsSession};
+use crate::tls::{TlsContext, TlsFailure, TlsSession, DEFAULT_HANDSHAKE_TIMEOUT};
 
 /// Most bytes read from one socket per loop iteration, so one busy peer cannot starve the rest.
 const READ_BUDGET_PER_SOCKET: usize = 1 << 20;
 /// Reads are never smaller than this, even with little credit left, so progress stays cheap.
 pub(crate) const MIN_READ_BYTES: usize = 16 * 1024;
-/// A TLS handshake must complete this soon (plus up to one tick) after the TCP connection
-/// opened, unless JavaScript set a connect timeout of its own; a server drops the connection
-/// silently, a client reports `ERR_TLS_HANDSHAKE_TIMEOUT`.
-pub(super) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A PROXY protocol header must be read this soon (plus up to one tick) after accept; with TLS,
+/// the header and the handshake together take at most the context's `handshakeTimeout`
+/// (`Stream::handshake_timeout`). A TLS handshake must complete within it after the TCP
+/// connection opened, unless JavaScript set a connect timeout of its own; a server drops the
+/// connection silently, a client reports `ERR_TLS_HANDSHAKE_TIMEOUT`.
+const PREAMBLE_TIMEOUT: Duration = DEFAULT_HANDSHAKE_TIMEOUT;
 /// The stamp of a handshake timeout the loop armed itself (JavaScript's stamps are never 0).
 pub(super) const HANDSHAKE_TIMEOUT_STAMP: u32 = 0;
 /// How much more plaintext than ciphertext one TLS read can yield: the rest of a record whose
 /// beginning an earlier read left with the session (records hold at most 16 KiB of plaintext),
 /// and the header of its Data record.
-const TLS_RECORD_MARGIN: usize = 16 * 1024 + 256;
+pub(super) const TLS_RECORD_MARGIN: usize = 16 * 1024 + 256;
 
 #[derive(Debug)]
 pub(super) enum Phase {
@@ -95,6 +97,12 @@ pub(crate) struct Stream {
     pub(super) paused: bool,
     /// The peer's FIN was read.
     pub(super) peer_finished: bool,
+    /// STARTTLS (`upgrade.rs`): the socket became a TLS one, and waits for the bytes it had read
+    /// in clear that JavaScript did not see; nothing is read until they are back.
+    pub(super) awaiting_read_ahead: bool,
+    /// STARTTLS: the handshake of an upgraded socket is under way (JavaScript knows the socket,
+    /// but hears `Open` again when it completes).
+    pub(super) upgrading: bool,
     /// A `write` was partial: report the next writability.
     pub(super) wants_writable: bool,
     pub(super) timeouts: ArmedTimeouts,
@@ -123,6 +131,8 @@ impl Stream {
             throttled: false,
             paused: false,
             peer_finished: false,
+            awaiting_read_ahead: false,
+            upgrading: false,
             wants_writable: false,
             timeouts: ArmedTimeouts::default(),
             finished: false,
@@ -197,7 +207,7 @@ impl Stream {
         proxy: Option<Expect>,
     ) {
         if proxy.is_some() || self.is_tls() {
-            let timeout = Some(TLS_HANDSHAKE_TIMEOUT);
+            let timeout = Some(self.handshake_timeout());
             self.set_timeout(services, TimeoutKind::Short, timeout, HANDSHAKE_TIMEOUT_STAMP);
         }
         match proxy {
@@ -221,6 +231,24 @@ impl Stream {
         matches!(self.transport, Transport::Tls(_))
     }
 
+    /// How long the stage before `Open` may take: a TLS context's handshake timeout, else the
+    /// PROXY header's.
+    pub(super) fn handshake_timeout(&self) -> Duration {
+        match &self.transport {
+            Transport::Tls(session) => session.handshake_timeout(),
+            Transport::Plain => PREAMBLE_TIMEOUT,
+        }
+    }
+
+    /// Whether the socket reads its input now.
+    fn reads_input(&self) -> bool {
+        !self.paused
+            && !self.peer_finished
+            && !self.throttled
+            && !self.choosing_name()
+            && !self.awaiting_read_ahead
+    }
+
     /// A TLS server waiting for JavaScript's `onServerName`: its input is not read meanwhile.
     fn choosing_name(&self) -> bool {
         matches!(&self.transport, Transport::Tls(session) if session.is_choosing_name())
@@ -234,7 +262,7 @@ impl Stream {
             Phase::Resolving => 0,
             Phase::Connecting { .. } => WRITABLE,
             Phase::Open => {
-                let reads = !self.paused && !self.peer_finished && !self.throttled && !self.choosing_name();
+                let reads = self.reads_input();
                 let writes = match &self.transport {
                     // Plaintext waits only while ciphertext does.
                     Transport::Tls(session) => !session.pending_output().is_empty(),
@@ -358,7 +386,7 @@ impl Stream {
             self.read_preamble(services, &io, recv_buffer);
             return;
         }
-        if self.peer_finished || self.paused || self.choosing_name() {
+        if self.peer_finished || self.paused || self.choosing_name() || self.awaiting_read_ahead {
             // Not watching input, so this is an error or a hang-up, which epoll always reports.
             self.hang_up(services, &io);
             return;
@@ -448,7 +476,7 @@ impl Stream {
 
     pub(super) fn peer_finished(&mut self, services: &mut Services, io: &SocketIo) {
         self.peer_finished = true;
-        if !self.announced {
+        if !self.announced || self.upgrading {
             // The connection ended in the middle of a TLS handshake.
             let errno = io.failure().unwrap_or(libc::ECONNRESET);
             self.close_from_loop(services, errno);
@@ -474,6 +502,8 @@ impl Stream {
         local: Option<(String, i32)>,
     ) {
         let Some(io) = self.io.clone() else { return };
+        // The handshake of a socket JavaScript already had open (STARTTLS) completed.
+        let upgraded = std::mem::take(&mut self.upgrading);
         // A connect (or handshake) timeout does not carry over to the open socket.
         services.timeouts.set(&mut self.timeouts, self.id.index, TimeoutKind::Short, None, 0);
         if let Transport::Tls(session) = &self.transport {
@@ -488,13 +518,16 @@ impl Stream {
                 local.unwrap_or_else(|| describe(io.socket.local_addr())),
             ),
         };
+        // An upgraded socket's `Open` names no listener: JavaScript has its handle.
         let opener = match self.listener {
-            Some(listener) => Opener::Listener(listener),
-            None if self.adopted => Opener::Adoption,
-            None => Opener::Connect,
+            Some(listener) if !upgraded => Opener::Listener(listener),
+            _ if self.client => Opener::Connect,
+            _ => Opener::Adoption,
         };
         let payload = open_payload(opener, &remote, &local);
-        lock(&services.shared.opened).push((self.id, io, self.known_to_javascript()));
+        if !upgraded {
+            lock(&services.shared.opened).push((self.id, io, self.known_to_javascript()));
+        }
         self.announced = true;
         services.events.push_with_payload(EventKind::Open, self.id.index, self.id.generation, &payload);
         self.sync_interest(services);
@@ -532,11 +565,11 @@ impl Stream {
         let stamp = self.timeouts.fired(kind);
         let (id, announced) = (self.id, self.announced);
         match kind {
+            TimeoutKind::Short if stamp == HANDSHAKE_TIMEOUT_STAMP && (self.upgrading || !announced) => {
+                self.close_from_loop(services, TlsFailure::HandshakeTimeout.code())
+            }
             TimeoutKind::Short if announced => {
                 services.events.push(EventKind::Timeout, id.index, id.generation, stamp)
-            }
-            TimeoutKind::Short if stamp == HANDSHAKE_TIMEOUT_STAMP => {
-                self.close_from_loop(services, TlsFailure::HandshakeTimeout.code())
             }
             // A timeout on a connecting socket is a connect timeout.
             TimeoutKind::Short => self.fail_connect(services, libc::ETIMEDOUT),

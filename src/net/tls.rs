@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use super::io::{errno_of, FIN_SENT, SHUTDOWN_REQUESTED};
 use super::stream::{Stream, Transport};
+use super::KeyingMaterialRequest;
 use crate::event_loop::batch::EventKind;
 use crate::event_loop::lock;
 use crate::event_loop::services::Services;
@@ -69,6 +70,12 @@ impl Stream {
                 }
             }
         }
+    }
+
+    /// `exportKeyingMaterial` of an open TLS socket.
+    pub(super) fn export_keying_material(&self, request: &KeyingMaterialRequest) -> Option<Vec<u8>> {
+        let Transport::Tls(session) = &self.transport else { return None };
+        session.export_keying_material(request.length, &request.label, request.context.as_deref())
     }
 
     /// JavaScript's `onServerName` ran: the handshake goes on with the names it has now.

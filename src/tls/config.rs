@@ -1,38 +1,54 @@
 //! TLS configuration from the JavaScript options: keys and certificates as PEM content or file
 //! names, encrypted PKCS#8 keys, trust roots, client certificates, ALPN, versions, and the SNI
-//! table of a server. Every check happens here, when a context is created, so a bad option
-//! throws at construction with a message that names it and nothing half-configured is used.
+//! table of a server. Every check happens here, when a context is created or its options are
+//! replaced (`setTls`), so a bad option throws with a message that names it and nothing
+//! half-configured is used.
+//!
+//! What outlives a replacement of the options is the context's own: its session caches and
+//! ticket keys (so sessions resume across a certificate rotation), its server names and the key
+//! log.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use tokio_rustls::rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use tokio_rustls::rustls::client::WebPkiServerVerifier;
+use tokio_rustls::rustls::client::{
+    ClientSessionMemoryCache, ClientSessionStore, Resumption, WebPkiServerVerifier,
+};
 use tokio_rustls::rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
 use tokio_rustls::rustls::pki_types::{
     CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime,
 };
 use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::server::{ServerSessionMemoryCache, StoresServerSessions, WebPkiClientVerifier};
 use tokio_rustls::rustls::sign::{CertifiedKey, SingleCertAndKey};
 use tokio_rustls::rustls::{
-    self, ClientConfig, ClientConnection, DigitallySignedStruct, DistinguishedName, InconsistentKeys,
-    RootCertStore, ServerConfig, SignatureScheme, SupportedProtocolVersion,
+    self, ClientConfig, ClientConnection, DigitallySignedStruct, DistinguishedName, InconsistentKeys, KeyLog,
+    KeyLogFile, RootCertStore, ServerConfig, SignatureScheme, SupportedProtocolVersion,
 };
 
 use super::names::ServerNames;
+use super::tickets::Tickets;
 use super::TlsFailure;
 use crate::error::errno_name;
 
-/// The oldest protocol version a context accepts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum MinVersion {
-    #[default]
+/// A TLS protocol version a context accepts (its `minVersion` .. `maxVersion`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
     Tls12,
     Tls13,
 }
+
+/// How long a handshake may take unless the options say otherwise (`handshakeTimeout`).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Servers a client context remembers sessions for (rustls keeps a few tickets per server).
+const CLIENT_SESSION_CACHE_SERVERS: usize = 256;
+/// Sessions a server context remembers for clients resuming by session id (TLS 1.2 without
+/// tickets); tickets need no server memory.
+const SERVER_SESSION_CACHE_SESSIONS: usize = 4096;
 
 /// The `tls` options of a context (`TlsOptions` in index.d.ts), already type-checked by `index.js`.
 #[derive(Clone, Debug)]
@@ -48,7 +64,12 @@ pub struct TlsOptions {
     pub request_cert: bool,
     pub servername: Option<String>,
     pub alpn_protocols: Vec<Vec<u8>>,
-    pub min_version: MinVersion,
+    pub min_version: TlsVersion,
+    pub max_version: TlsVersion,
+    pub handshake_timeout: Duration,
+    /// `ticketKeys`: the key of the session tickets this server issues, shared with other
+    /// contexts or processes (see `tickets.rs`); `None`: a random, rotating key of its own.
+    pub ticket_keys: Option<Vec<u8>>,
 }
 
 impl Default for TlsOptions {
@@ -65,7 +86,10 @@ impl Default for TlsOptions {
             request_cert: false,
             servername: None,
             alpn_protocols: Vec::new(),
-            min_version: MinVersion::Tls12,
+            min_version: TlsVersion::Tls12,
+            max_version: TlsVersion::Tls13,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            ticket_keys: None,
         }
     }
 }
@@ -93,18 +117,39 @@ impl std::fmt::Display for ConfigError {
 /// how it connects, and its server names.
 #[derive(Debug)]
 pub struct TlsContext {
+    /// What the options configure; replaced as a whole by [`TlsContext::set_options`], so a
+    /// handshake sees the old configuration or the new one, never a mix.
+    current: RwLock<Arc<Configured>>,
+    provider: Arc<CryptoProvider>,
+    /// Session memory and tickets, kept across option replacements.
+    resumption: SessionMemory,
+    names: RwLock<ServerNames<Arc<ServerConfig>>>,
+    /// JavaScript has an `onServerName` handler: names no pattern matches are asked about.
+    asks_for_names: AtomicBool,
+}
+
+/// What one set of options configures.
+#[derive(Debug)]
+struct Configured {
     /// `None` without a key and certificate: such a context can only connect.
     server: Option<Arc<ServerConfig>>,
     client: Arc<ClientConfig>,
     servername: Option<String>,
     /// What `addServerName` entries share with the context: everything but the key material
-    /// (options, the roots they name, the crypto provider).
+    /// (options, the roots they name).
     inherited: TlsOptions,
     roots: Option<Arc<RootCertStore>>,
-    provider: Arc<CryptoProvider>,
-    names: RwLock<ServerNames<Arc<ServerConfig>>>,
-    /// JavaScript has an `onServerName` handler: names no pattern matches are asked about.
-    asks_for_names: AtomicBool,
+    handshake_timeout: Duration,
+}
+
+/// What every configuration of a context shares: the sessions it can resume, the tickets it
+/// issues and decrypts, and the key log (`SSLKEYLOGFILE`).
+#[derive(Debug)]
+struct SessionMemory {
+    client_sessions: Arc<dyn ClientSessionStore>,
+    server_sessions: Arc<dyn StoresServerSessions>,
+    tickets: Arc<Tickets>,
+    key_log: Option<Arc<dyn KeyLog>>,
 }
 
 /// Which configuration serves a client that asked for a name.
@@ -118,49 +163,70 @@ pub enum NameChoice {
 impl TlsContext {
     pub fn new(options: &TlsOptions) -> Result<TlsContext, ConfigError> {
         let provider = Arc::new(ring::default_provider());
-        let certified = certified_key(options, &provider)?;
-        let roots = trust_roots(options)?;
-        let server = match &certified {
-            Some(certified) => Some(server_config(options, Arc::clone(certified), roots.clone(), &provider)?),
-            None => None,
+        let resumption = SessionMemory {
+            client_sessions: Arc::new(ClientSessionMemoryCache::new(CLIENT_SESSION_CACHE_SERVERS)),
+            server_sessions: ServerSessionMemoryCache::new(SERVER_SESSION_CACHE_SESSIONS),
+            tickets: Arc::new(Tickets::new(options.ticket_keys.as_deref())?),
+            // As Node and curl do: session secrets go to the file the environment names, if any.
+            key_log: std::env::var_os("SSLKEYLOGFILE")
+                .map(|_| Arc::new(KeyLogFile::new()) as Arc<dyn KeyLog>),
         };
-        let client = client_config(options, certified, roots.clone(), &provider)?;
-        let inherited = TlsOptions {
-            key: None,
-            cert: None,
-            key_file_name: None,
-            cert_file_name: None,
-            passphrase: None,
-            ..options.clone()
-        };
+        let current = Configured::new(options, &provider, &resumption)?;
         Ok(TlsContext {
-            server,
-            client,
-            servername: options.servername.clone(),
-            inherited,
-            roots,
+            current: RwLock::new(Arc::new(current)),
             provider,
+            resumption,
             names: RwLock::default(),
             asks_for_names: AtomicBool::new(false),
         })
     }
 
+    fn current(&self) -> Arc<Configured> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// `setTls`: handshakes that start from now on use `options`; open sockets keep what they
+    /// negotiated, server names keep their entries. A context that serves must go on serving
+    /// (the options need a key and certificate). Invalid options change nothing.
+    pub fn set_options(&self, options: &TlsOptions) -> Result<(), ConfigError> {
+        let replacement = Configured::new(options, &self.provider, &self.resumption)?;
+        if self.can_serve() && replacement.server.is_none() {
+            return Err(ConfigError::new(
+                "ERR_TLS_NO_CERTIFICATE",
+                "setTls: this context serves, so the options need a key and a certificate".to_owned(),
+            ));
+        }
+        // Checked before anything changes: a bad key leaves the old configuration whole.
+        let keys = options.ticket_keys.as_deref().map(Tickets::parse_key).transpose()?;
+        if let Some(key) = keys {
+            self.resumption.tickets.rotate(key);
+        }
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(replacement);
+        Ok(())
+    }
+
+    /// How long a handshake of this context may take.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.current().handshake_timeout
+    }
+
     /// Whether the context has a certificate to serve with (it may listen).
     pub fn can_serve(&self) -> bool {
-        self.server.is_some()
+        self.current().server.is_some()
     }
 
     /// Serves clients asking for names matching `pattern` with the key and certificate of
     /// `options`; its other options default to the context's. Replaces an entry of the same
     /// pattern.
     pub fn add_server_name(&self, pattern: &str, options: &TlsOptions) -> Result<(), ConfigError> {
+        let current = self.current();
         let merged = TlsOptions {
             key: options.key.clone(),
             cert: options.cert.clone(),
             key_file_name: options.key_file_name.clone(),
             cert_file_name: options.cert_file_name.clone(),
             passphrase: options.passphrase.clone(),
-            ..self.inherited.clone()
+            ..current.inherited.clone()
         };
         let Some(certified) = certified_key(&merged, &self.provider)? else {
             return Err(ConfigError::new(
@@ -168,7 +234,8 @@ impl TlsContext {
                 format!("addServerName('{pattern}'): the options need a key and a certificate"),
             ));
         };
-        let config = server_config(&merged, certified, self.roots.clone(), &self.provider)?;
+        let config =
+            server_config(&merged, certified, current.roots.clone(), &self.provider, &self.resumption)?;
         self.names.write().unwrap_or_else(PoisonError::into_inner).insert(pattern, config);
         Ok(())
     }
@@ -199,14 +266,15 @@ impl TlsContext {
                 return Some(NameChoice::Ask);
             }
         }
-        self.server.clone().map(NameChoice::Use)
+        self.current().server.clone().map(NameChoice::Use)
     }
 
     /// The name a client connecting to `host` sends (SNI) and verifies the certificate against:
     /// the `servername` option, else `host`. An IP address is verified against the
     /// certificate's IP entries, and rustls sends no SNI for it.
     pub fn server_name_for(&self, host: &str) -> Result<ServerName<'static>, ConfigError> {
-        let name = self.servername.as_deref().unwrap_or(host);
+        let current = self.current();
+        let name = current.servername.as_deref().unwrap_or(host);
         let literal = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(name);
         ServerName::try_from(literal.to_owned()).map_err(|_| {
             ConfigError::new(
@@ -220,16 +288,60 @@ impl TlsContext {
         &self,
         name: ServerName<'static>,
     ) -> Result<ClientConnection, TlsFailure> {
-        ClientConnection::new(Arc::clone(&self.client), name).map_err(|err| TlsFailure::from(&err))
+        ClientConnection::new(Arc::clone(&self.current().client), name).map_err(|err| TlsFailure::from(&err))
+    }
+}
+
+impl Configured {
+    fn new(
+        options: &TlsOptions,
+        provider: &Arc<CryptoProvider>,
+        resumption: &SessionMemory,
+    ) -> Result<Configured, ConfigError> {
+        versions(options.min_version, options.max_version)?;
+        let certified = certified_key(options, provider)?;
+        let roots = trust_roots(options)?;
+        let server = match &certified {
+            Some(certified) => {
+                Some(server_config(options, Arc::clone(certified), roots.clone(), provider, resumption)?)
+            }
+            None => None,
+        };
+        let client = client_config(options, certified, roots.clone(), provider, resumption)?;
+        let inherited = TlsOptions {
+            key: None,
+            cert: None,
+            key_file_name: None,
+            cert_file_name: None,
+            passphrase: None,
+            ..options.clone()
+        };
+        Ok(Configured {
+            server,
+            client,
+            servername: options.servername.clone(),
+            inherited,
+            roots,
+            handshake_timeout: options.handshake_timeout,
+        })
     }
 }
 
 static TLS13_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
+static TLS12_ONLY: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
 
-fn versions(min_version: MinVersion) -> &'static [&'static SupportedProtocolVersion] {
-    match min_version {
-        MinVersion::Tls12 => rustls::ALL_VERSIONS,
-        MinVersion::Tls13 => TLS13_ONLY,
+fn versions(
+    min_version: TlsVersion,
+    max_version: TlsVersion,
+) -> Result<&'static [&'static SupportedProtocolVersion], ConfigError> {
+    match (min_version, max_version) {
+        (TlsVersion::Tls12, TlsVersion::Tls13) => Ok(rustls::ALL_VERSIONS),
+        (TlsVersion::Tls13, TlsVersion::Tls13) => Ok(TLS13_ONLY),
+        (TlsVersion::Tls12, TlsVersion::Tls12) => Ok(TLS12_ONLY),
+        (TlsVersion::Tls13, TlsVersion::Tls12) => Err(ConfigError::new(
+            "ERR_TLS_PROTOCOL_VERSION_CONFLICT",
+            "tls.minVersion 'TLSv1.3' is above tls.maxVersion 'TLSv1.2'".to_owned(),
+        )),
     }
 }
 
@@ -397,14 +509,20 @@ fn server_config(
     certified: Arc<CertifiedKey>,
     roots: Option<Arc<RootCertStore>>,
     provider: &Arc<CryptoProvider>,
+    resumption: &SessionMemory,
 ) -> Result<Arc<ServerConfig>, ConfigError> {
     let verifier = client_verifier(options, roots, provider)?;
     let mut config = ServerConfig::builder_with_provider(Arc::clone(provider))
-        .with_protocol_versions(versions(options.min_version))
+        .with_protocol_versions(versions(options.min_version, options.max_version)?)
         .map_err(internal)?
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
     config.alpn_protocols = options.alpn_protocols.clone();
+    config.session_storage = Arc::clone(&resumption.server_sessions);
+    config.ticketer = Arc::clone(&resumption.tickets) as _;
+    if let Some(key_log) = &resumption.key_log {
+        config.key_log = Arc::clone(key_log);
+    }
     Ok(Arc::new(config))
 }
 
@@ -432,9 +550,10 @@ fn client_config(
     certified: Option<Arc<CertifiedKey>>,
     roots: Option<Arc<RootCertStore>>,
     provider: &Arc<CryptoProvider>,
+    resumption: &SessionMemory,
 ) -> Result<Arc<ClientConfig>, ConfigError> {
     let builder = ClientConfig::builder_with_provider(Arc::clone(provider))
-        .with_protocol_versions(versions(options.min_version))
+        .with_protocol_versions(versions(options.min_version, options.max_version)?)
         .map_err(internal)?;
     let builder = if options.reject_unauthorized {
         let roots = roots
@@ -453,6 +572,10 @@ fn client_config(
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = options.alpn_protocols.clone();
+    config.resumption = Resumption::store(Arc::clone(&resumption.client_sessions));
+    if let Some(key_log) = &resumption.key_log {
+        config.key_log = Arc::clone(key_log);
+    }
     Ok(Arc::new(config))
 }
 

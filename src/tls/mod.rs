@@ -7,10 +7,12 @@ mod failure;
 mod names;
 pub mod replay;
 mod session;
+mod tickets;
 
-pub use config::{ConfigError, MinVersion, TlsContext, TlsOptions};
+pub use config::{ConfigError, TlsContext, TlsOptions, TlsVersion, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use failure::TlsFailure;
-pub use session::{Progress, TlsInfo, TlsSession};
+pub use session::{CipherInfo, Progress, TlsInfo, TlsSession};
+pub use tickets::TICKET_KEYS_BYTES;
 
 #[cfg(test)]
 mod tests;

@@ -6,9 +6,11 @@ use std::io::{BufRead, Write};
 use std::mem;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::server::{Accepted, Acceptor};
-use tokio_rustls::rustls::{self, Connection, ServerConfig};
+use tokio_rustls::rustls::{self, CipherSuite, Connection, HandshakeKind, ProtocolVersion, ServerConfig};
 
 use super::config::{NameChoice, TlsContext};
 use super::TlsFailure;
@@ -70,6 +72,20 @@ pub struct TlsInfo {
     pub server_name: Option<String>,
     /// The DER certificate the peer presented (the first of its chain).
     pub peer_certificate: Option<Vec<u8>>,
+    /// `'TLSv1.3'` or `'TLSv1.2'`.
+    pub version: Option<&'static str>,
+    pub cipher: Option<CipherInfo>,
+    /// The handshake resumed an earlier session (ticket or session id).
+    pub session_reused: bool,
+}
+
+/// The negotiated cipher suite as `node:tls`'s `getCipher()` names it: OpenSSL's name, the
+/// IANA name, and the oldest protocol version the suite works with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CipherInfo {
+    pub name: &'static str,
+    pub standard_name: &'static str,
+    pub version: &'static str,
 }
 
 impl TlsSession {
@@ -103,6 +119,23 @@ impl TlsSession {
             close_notify_queued: false,
             server_name,
         }
+    }
+
+    /// Bytes to send before the first TLS record: what a socket that is upgraded (STARTTLS)
+    /// had queued in clear.
+    pub fn send_first(&mut self, clear: Vec<u8>) {
+        if clear.is_empty() {
+            return;
+        }
+        let mut output = clear;
+        output.extend_from_slice(self.pending_output());
+        self.output = output;
+        self.sent = 0;
+    }
+
+    /// How long the handshake may take (the context's `handshakeTimeout`).
+    pub fn handshake_timeout(&self) -> Duration {
+        self.context.handshake_timeout()
     }
 
     /// Whether the handshake has completed.
@@ -280,7 +313,25 @@ impl TlsSession {
                 .peer_certificates()
                 .and_then(|chain| chain.first())
                 .map(|c| c.to_vec()),
+            version: connection.protocol_version().and_then(version_name),
+            cipher: connection.negotiated_cipher_suite().and_then(|suite| cipher_info(suite.suite())),
+            session_reused: connection.handshake_kind() == Some(HandshakeKind::Resumed),
         }
+    }
+
+    /// The RFC 5705 / RFC 8446 §7.5 exporter: `length` bytes of keying material for `label`
+    /// and `context`, equal on both ends. `None` before the handshake completed.
+    pub fn export_keying_material(
+        &self,
+        length: usize,
+        label: &[u8],
+        context: Option<&[u8]>,
+    ) -> Option<Vec<u8>> {
+        let State::Established(connection) = &self.state else { return None };
+        if !self.opened || length == 0 {
+            return None;
+        }
+        connection.export_keying_material(vec![0; length], label, context).ok()
     }
 
     /// Moves what rustls has to send into `output`.
@@ -305,4 +356,47 @@ impl TlsSession {
         self.state = State::Failed;
         failure
     }
+}
+
+fn version_name(version: ProtocolVersion) -> Option<&'static str> {
+    match version {
+        ProtocolVersion::TLSv1_3 => Some("TLSv1.3"),
+        ProtocolVersion::TLSv1_2 => Some("TLSv1.2"),
+        _ => None,
+    }
+}
+
+/// The names of the suites rustls' ring provider offers.
+fn cipher_info(suite: CipherSuite) -> Option<CipherInfo> {
+    let (name, standard_name, version) = match suite {
+        CipherSuite::TLS13_AES_128_GCM_SHA256 => {
+            ("TLS_AES_128_GCM_SHA256", "TLS_AES_128_GCM_SHA256", "TLSv1.3")
+        }
+        CipherSuite::TLS13_AES_256_GCM_SHA384 => {
+            ("TLS_AES_256_GCM_SHA384", "TLS_AES_256_GCM_SHA384", "TLSv1.3")
+        }
+        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => {
+            ("TLS_CHACHA20_POLY1305_SHA256", "TLS_CHACHA20_POLY1305_SHA256", "TLSv1.3")
+        }
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => {
+            ("ECDHE-ECDSA-AES128-GCM-SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLSv1.2")
+        }
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => {
+            ("ECDHE-ECDSA-AES256-GCM-SHA384", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLSv1.2")
+        }
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => {
+            ("ECDHE-ECDSA-CHACHA20-POLY1305", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "TLSv1.2")
+        }
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => {
+            ("ECDHE-RSA-AES128-GCM-SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLSv1.2")
+        }
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => {
+            ("ECDHE-RSA-AES256-GCM-SHA384", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLSv1.2")
+        }
+        CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => {
+            ("ECDHE-RSA-CHACHA20-POLY1305", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", "TLSv1.2")
+        }
+        _ => return None,
+    };
+    Some(CipherInfo { name, standard_name, version })
 }

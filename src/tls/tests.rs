@@ -311,12 +311,12 @@ fn garbage_instead_of_a_client_hello_fails_the_server_session() {
 /// (Refusing a TLS 1.2-only peer is tested against `openssl s_client -tls1_2`.)
 #[test]
 fn min_version_tls13_meets_peers_with_the_default() {
-    let server = TlsOptions { min_version: MinVersion::Tls13, ..server_options("server.pem", "server.key") };
+    let server = TlsOptions { min_version: TlsVersion::Tls13, ..server_options("server.pem", "server.key") };
     // The default speaks both versions, so it meets a TLS 1.3-only server...
     let (client, _) = handshake(&server, &client_options(), "localhost");
     assert!(client.opened);
     // ...and a TLS 1.3-only client against the default server too.
-    let client13 = TlsOptions { min_version: MinVersion::Tls13, ..client_options() };
+    let client13 = TlsOptions { min_version: TlsVersion::Tls13, ..client_options() };
     let (client, _) = handshake(&server_options("server.pem", "server.key"), &client13, "localhost");
     assert!(client.opened);
 }
@@ -471,3 +471,5 @@ fn a_seeded_corpus_of_mutated_server_flights_never_opens_a_client_or_panics() {
         assert!(!outcome.opened, "{outcome:?}");
     }
 }
+
+mod operations;
