@@ -297,6 +297,10 @@ function row(testCase, server, run, { baseline, peer, limit, jsThreadShare }) {
   }
   // UDP: the datagrams that did not come back (dropped by the server or the kernel).
   if (report.lossPct !== undefined) result.lossPct = report.lossPct
+  // TLS connect with --resume: the share of handshakes that resumed a session.
+  if (testCase.args.includes('--resume') && report.handshakes > 0) {
+    result.resumedPct = (100 * report.resumedHandshakes) / report.handshakes
+  }
   if (jsThreadShare) {
     // The JS thread's share of the server process's CPU time; the limit server has none.
     result.jsThreadPct = server.js ? (100 * run.serverMainThreadCpuNs) / run.serverCpuNs : null
@@ -417,4 +421,4 @@ function runMain(main) {
   })
 }
 
-module.exports = { TLS_FIXTURES, bunServer, limitServer, nodeServer, runMain, runScenario }
+module.exports = { TLS_FIXTURES, bunServer, limitServer, measured, nodeServer, runMain, runScenario, serverCpuUsPerOp }

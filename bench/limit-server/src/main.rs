@@ -83,19 +83,21 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
 }
 
 /// rustls's defaults (TLS 1.2 and 1.3; two TLS 1.3 session tickets per connection, as
-/// OpenSSL and so node:tls send), with the certificate chain and key from PEM files.
+/// OpenSSL and so node:tls send), with the certificate chain and key from PEM files, and
+/// stateless tickets (rustls' rotating ticketer) as usockets-rs and node:tls issue them.
 fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|err| format!("cannot read certificates from {}: {err}", cert.display()))?;
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|err| format!("cannot read a private key from {}: {err}", key.display()))?;
-    let config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+    let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|err| err.to_string())?
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|err| format!("unusable certificate or key: {err}"))?;
+    config.ticketer = ring::Ticketer::new().map_err(|err| err.to_string())?;
     Ok(Arc::new(config))
 }
 

@@ -47,6 +47,9 @@ pub struct Stats {
     pub mismatches: u64,
     /// What the first TLS handshake to complete agreed on.
     pub negotiated: Option<Negotiated>,
+    /// TLS connections that finished (connect mode), and how many of them resumed a session.
+    pub handshakes: u64,
+    pub resumed_handshakes: u64,
 }
 
 impl Stats {
@@ -55,6 +58,8 @@ impl Stats {
         self.messages = 0;
         self.bytes = 0;
         self.latency_ns.clear();
+        self.handshakes = 0;
+        self.resumed_handshakes = 0;
     }
 
     fn count(&mut self, failure: Failure) {
@@ -99,6 +104,8 @@ impl Shared {
                 resets: 0,
                 mismatches: 0,
                 negotiated: None,
+                handshakes: 0,
+                resumed_handshakes: 0,
             },
             tls,
             pattern: Pattern::new(),
@@ -221,7 +228,12 @@ impl Connection {
                 Ok(Status::Open)
             }
             Ok(Step::Finished) => {
-                self.transport.as_mut().expect("step keeps it open").close_notify();
+                let transport = self.transport.as_mut().expect("step keeps it open");
+                if shared.tls.is_some() {
+                    shared.stats.handshakes += 1;
+                    shared.stats.resumed_handshakes += u64::from(transport.resumed());
+                }
+                transport.close_notify();
                 self.close(&shared.poller)?;
                 Ok(Status::Finished)
             }

@@ -195,6 +195,11 @@ impl Transport {
         }
     }
 
+    /// Whether a completed TLS handshake resumed a session.
+    pub fn resumed(&self) -> bool {
+        self.tls.as_ref().is_some_and(TlsSession::resumed)
+    }
+
     /// What the TLS handshake agreed on, once it is complete.
     pub fn negotiated(&self) -> Option<Negotiated> {
         self.tls.as_ref().and_then(TlsSession::negotiated)

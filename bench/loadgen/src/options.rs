@@ -15,8 +15,8 @@ modes:
   stream    every connection writes --size byte chunks, at most --pipeline of them unechoed
             (--pipeline unbounded: as many as TCP's flow control lets it write; it reads the
             echo back concurrently but never waits for it)
-  connect   every connection slot loops: connect (and with --tls, a full handshake), send
-            one --size byte message, read the echo, close
+  connect   every connection slot loops: connect (and with --tls, a full handshake, or with
+            --resume a resumed one), send one --size byte message, read the echo, close
 
 options:
   --host H          server address or name (default 127.0.0.1)
@@ -29,6 +29,9 @@ options:
   --warmup SECS     seconds before measuring starts (default 1)
   --duration SECS   seconds measured (default 3)
   --tls             speak TLS (1.2 or 1.3, no session resumption) over each connection
+  --resume          with --tls: resume sessions (tickets or session ids) the server issued to
+                    earlier connections of the run, as a returning client does; the output
+                    counts the handshakes that resumed
   --ca PEM          with --tls: trust the CA certificates in this file, and no others
   --servername N    with --tls: the name the server's certificate must be for, sent as SNI
                     (default localhost)
@@ -104,6 +107,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, ParseErr
     let mut warmup = Duration::from_secs(1);
     let mut duration = Duration::from_secs(3);
     let mut tls = false;
+    let mut resume = false;
     let mut ca = None;
     let mut server_name = "localhost".to_string();
     while let Some(flag) = args.next() {
@@ -111,6 +115,10 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, ParseErr
             "-h" | "--help" => return Err(ParseError::Help),
             "--tls" => {
                 tls = true;
+                continue;
+            }
+            "--resume" => {
+                resume = true;
                 continue;
             }
             _ => {}
@@ -148,8 +156,11 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, ParseErr
         (Mode::Stream, None) => Some(16),
         (_, pipeline) => pipeline.unwrap_or(Some(1)),
     };
+    if resume && !tls {
+        return Err("--resume only applies with --tls".into());
+    }
     let tls = match (tls, ca) {
-        (true, Some(ca)) => Some(TlsClient::new(&ca, &server_name)?),
+        (true, Some(ca)) => Some(TlsClient::new(&ca, &server_name, resume)?),
         (true, None) => return Err("--tls needs --ca: the generator checks the server's certificate".into()),
         (false, Some(_)) => return Err("--ca only applies with --tls".into()),
         (false, None) => None,

@@ -104,7 +104,8 @@ impl Report<'_> {
             concat!(
                 r#"{{"mode":"{}","params":{},"seconds":{:.3},"ops":{},"opsPerSec":{:.1},"#,
                 r#""bytesPerSec":{:.0},"p50Us":{:.1},"p99Us":{:.1},"maxUs":{:.1},"errors":{},"#,
-                r#""connectErrors":{},"resets":{},"mismatches":{},"tls":{}}}"#,
+                r#""connectErrors":{},"resets":{},"mismatches":{},"tls":{},"handshakes":{},"#,
+                r#""resumedHandshakes":{}}}"#,
             ),
             options.mode.name(),
             params,
@@ -120,6 +121,8 @@ impl Report<'_> {
             stats.resets,
             stats.mismatches,
             negotiated,
+            stats.handshakes,
+            stats.resumed_handshakes,
         )
     }
 }

@@ -21,6 +21,9 @@ use crate::net::Socket;
 /// The most plaintext one TLS record carries (RFC 8446 section 5.1, RFC 5246 section 6.2.1).
 const MAX_RECORD_PLAINTEXT: usize = 16 * 1024;
 
+/// Servers whose sessions a resuming run keeps (rustls keeps a few tickets each).
+const SESSION_CACHE: usize = 64;
+
 /// What every TLS connection of a run is made from.
 #[derive(Clone)]
 pub struct TlsClient {
@@ -30,8 +33,9 @@ pub struct TlsClient {
 
 impl TlsClient {
     /// A client that trusts the CA certificates in the PEM file `ca` and nothing else, and
-    /// checks that the server's certificate is for `server_name`.
-    pub fn new(ca: &Path, server_name: &str) -> Result<TlsClient, String> {
+    /// checks that the server's certificate is for `server_name`; with `resume`, connections
+    /// resume the sessions earlier ones were given.
+    pub fn new(ca: &Path, server_name: &str, resume: bool) -> Result<TlsClient, String> {
         let unreadable =
             |err: &dyn fmt::Display| format!("cannot read CA certificates from {}: {err}", ca.display());
         let mut roots = RootCertStore::empty();
@@ -55,9 +59,11 @@ impl TlsClient {
                 verified: OnceLock::new(),
             }))
             .with_no_client_auth();
-        // Every connection makes a full handshake, as a new client does: resuming would make
-        // connect mode measure a cheaper handshake, and only against servers that issue tickets.
-        config.resumption = Resumption::disabled();
+        // Without `resume`, every connection makes a full handshake, as a new client does:
+        // resuming would make connect mode measure a cheaper handshake, and only against
+        // servers that issue tickets. With it, rustls keeps the tickets (TLS 1.3: each is used
+        // once, and every connection is given new ones) of the server in memory.
+        config.resumption = if resume { Resumption::in_memory_sessions(SESSION_CACHE) } else { Resumption::disabled() };
         let server_name = ServerName::try_from(server_name.to_string())
             .map_err(|_| format!("--servername {server_name:?} is neither a DNS name nor an IP address"))?;
         Ok(TlsClient { config: Arc::new(config), server_name })
@@ -273,6 +279,11 @@ impl TlsSession {
         // The socket is closed right after, so an alert that does not fit now is dropped,
         // as it would be by any client that closes.
         let _ = self.conn.write_tls(socket);
+    }
+
+    /// Whether the completed handshake resumed a session.
+    pub fn resumed(&self) -> bool {
+        self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
     }
 
     pub fn negotiated(&self) -> Option<Negotiated> {
