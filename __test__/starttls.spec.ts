@@ -524,3 +524,28 @@ test('an upgraded socket is a full TLS socket: exportKeyingMaterial equals node:
   t.deepEqual(server.cipher, client.getCipher())
   client.end()
 })
+
+test('an upgraded server socket serves SNI from its TLS context: onServerName of that context, not of the plain one', async (t) => {
+  const asked: Array<[string, string]> = []
+  const server = starttlsServer(t, upgradeOn('STARTTLS\n'))
+  server.plain.onServerName((_context, name) => asked.push(['plain', name]))
+  server.secure.onServerName((context, name) => {
+    asked.push(['secure', name])
+    context.addServerName(name, keyCert('other'), 'other entry')
+  })
+  const raw = net.connect(server.port, '127.0.0.1')
+  t.teardown(() => raw.destroy())
+  await new Promise((resolve) => raw.once('connect', resolve))
+  raw.write('STARTTLS\n')
+  const client = await new Promise<tls.TLSSocket>((resolve, reject) => {
+    const secure = tls.connect({ socket: raw, servername: 'other.test', ca: CA }, () => resolve(secure))
+    secure.once('error', reject)
+  })
+  t.true(client.authorized)
+  t.regex(client.getPeerX509Certificate()?.subjectAltName ?? '', /other\.test/)
+  await until(() => server.opened.length === 1, 'the server side to open')
+  t.deepEqual(asked, [['secure', 'other.test']])
+  t.is(server.opened[0].socket.servername, 'other.test')
+  t.is(server.secure.findServerNameExt('other.test'), 'other entry')
+  client.end()
+})

@@ -1,8 +1,10 @@
 // TLS echo: round trips per second and server CPU time per round trip, bulk MB/s, and new
-// connections per second (connect, full handshake, one message echoed, close) of a usockets-rs
-// TLS echo server, next to a node:tls echo server (the baseline), a Bun one (the peer) and
-// bench/limit-server --tls (the limit: what one core of plain Rust and rustls does) in the
-// same run.
+// connections per second (connect, full or resumed handshake, one message echoed, close) of a
+// usockets-rs TLS echo server, next to a node:tls echo server (the baseline), a Bun one (the
+// peer) and bench/limit-server --tls (the limit: what one core of plain Rust and rustls does)
+// in the same run. "usockets-rs starttls" is the same server reached the STARTTLS way (it
+// accepts in clear and upgrades every connection as it opens): upgraded sockets should move
+// data as fast as sockets that began as TLS.
 // bench/echo-harness.js says how it is measured.
 //
 // Every server presents test/fixtures/tls/server.pem; bench/loadgen checks it against
@@ -64,6 +66,8 @@ const CASES = [NOISE_PROBE, ...STREAM_CASES, FULL_CONNECT, RESUMED_CONNECT]
 const NODE_TLS = nodeServer('node:tls', 'node-tls-echo.js')
 const BUN = bunServer('bun', 'bun-echo.js', ['--tls'])
 const USOCKETS = nodeServer('usockets-rs', 'usockets-echo.js', ['--tls'])
+/** The same server reached by STARTTLS: it accepts in clear and upgrades each connection. */
+const USOCKETS_STARTTLS = nodeServer('usockets-rs starttls', 'usockets-echo.js', ['--starttls'])
 const LIMIT = limitServer([
   ...['--tls', '--cert', path.join(TLS_FIXTURES, 'server.pem')],
   ...['--key', path.join(TLS_FIXTURES, 'server.key')],
@@ -73,7 +77,7 @@ async function main() {
   const runs = await runScenario({
     scenario: 'tls',
     cases: CASES,
-    servers: [NODE_TLS, BUN, USOCKETS, LIMIT],
+    servers: [NODE_TLS, BUN, USOCKETS, USOCKETS_STARTTLS, LIMIT],
     baseline: NODE_TLS,
     peer: BUN,
     limit: LIMIT,
@@ -99,7 +103,7 @@ function resumptionNotes(runs) {
   const full = runs[FULL_CONNECT.name]
   const resumed = runs[RESUMED_CONNECT.name]
   if (full === undefined || resumed === undefined) return
-  for (const server of [NODE_TLS, BUN, USOCKETS, LIMIT]) {
+  for (const server of [NODE_TLS, BUN, USOCKETS, USOCKETS_STARTTLS, LIMIT]) {
     const [fullRun, resumedRun] = [full[server.name], resumed[server.name]]
     if (!measured(fullRun) || !measured(resumedRun)) continue
     const share = serverCpuUsPerOp(resumedRun) / serverCpuUsPerOp(fullRun)

@@ -126,8 +126,10 @@ function accepted(state, records, at) {
 }
 
 /**
- * A TLS client asked for a name no pattern matches: the listener's context's onServerName may
- * add one; the handshake goes on when it returns (also when it throws or nobody listens).
+ * A TLS client asked for a name no pattern matches: the onServerName of the context of the
+ * handle the payload names (the listener of a new connection; an upgraded or adopted socket
+ * itself) may add one; the handshake goes on when it returns (also when it throws or nobody
+ * listens).
  * @param {LoopState} state
  * @param {Uint32Array} records
  * @param {number} at
@@ -135,8 +137,13 @@ function accepted(state, records, at) {
 function serverNameRequested(state, records, at) {
   const id = socketIdOf(records, at)
   try {
-    const listener = listenerOf(state, records, at)
-    if (listener !== undefined) listener[kServerNameRequested](serverNameOf(records, at))
+    const asker = state.handles[records[at + LISTENER_INDEX_AT]]
+    const current =
+      asker !== undefined &&
+      kServerNameRequested in asker &&
+      asker[kStamp] === records[at + LISTENER_GENERATION_AT] &&
+      !asker.isClosed
+    if (current) asker[kServerNameRequested](serverNameOf(records, at))
   } finally {
     if (!state.closed) state.core.serverNameChosen(id)
   }

@@ -698,6 +698,16 @@ class Socket {
     }
   }
 
+  /**
+   * Its TLS handshake (an upgraded or adopted server socket) met a name no pattern of its
+   * context matches.
+   * @param {string} name
+   */
+  [kServerNameRequested](name) {
+    const context = this.#context
+    context[kContextState].handlers.onServerName(context, name)
+  }
+
   /** Closing the context or the loop: open sockets get onClose, connecting ones ECANCELED. */
   [kCloseByLoop]() {
     if (this.#closed) return

@@ -1,8 +1,12 @@
 // Echo server on usockets-rs, measured by bench/tcp.js against node-net-echo.js, by
 // bench/tls.js (with --tls) against node-tls-echo.js, and by bench/workers.js (--workers N).
-// Usage: node usockets-echo.js [port] [--tls] [--spin-us N] [--workers N] (port 0 or none: an
-// ephemeral port). Prints {"port": N} as its first stdout line once listening. With --tls its
-// certificate is test/fixtures/tls/server.pem, as node-tls-echo.js's. --spin-us sets the
+// Usage: node usockets-echo.js [port] [--tls | --starttls] [--spin-us N] [--workers N] (port 0
+// or none: an ephemeral port). Prints {"port": N} as its first stdout line once listening.
+// With --tls its certificate is test/fixtures/tls/server.pem, as node-tls-echo.js's.
+// --starttls: the same TLS server, reached the STARTTLS way: it listens in clear and upgrades
+// every connection as it opens (the client's ClientHello, already on its way, is read-ahead
+// the upgrade hands to the TLS session), so the bench compares upgraded sockets with sockets
+// that began as TLS. --spin-us sets the
 // loop's spinMicroseconds (polling without sleeping for that long after each delivery).
 // --workers N: N worker threads, each with its own loop, listening on one port
 // (SO_REUSEPORT) as examples/cluster.mjs does; on SIGTERM it prints
@@ -21,6 +25,7 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     tls: { type: 'boolean', default: false },
+    starttls: { type: 'boolean', default: false },
     'spin-us': { type: 'string', default: '0' },
     workers: { type: 'string', default: '0' },
   },
@@ -30,12 +35,13 @@ const workers = Number(values.workers)
 /** Listens on `port` and echoes; returns the listen socket and a count of accepted connections. */
 function serve(port) {
   // All TLS work happens on the loop thread (index.d.ts, SocketContext): the JS thread sees plaintext only.
-  const options = values.tls
-    ? { tls: { keyFileName: path.join(FIXTURES, 'server.key'), certFileName: path.join(FIXTURES, 'server.pem') } }
-    : {}
-  const context = new SocketContext(new Loop({ spinMicroseconds: Number(values['spin-us']) }), options)
+  const tls = { keyFileName: path.join(FIXTURES, 'server.key'), certFileName: path.join(FIXTURES, 'server.pem') }
+  const loop = new Loop({ spinMicroseconds: Number(values['spin-us']) })
+  const context = new SocketContext(loop, values.tls || values.starttls ? { tls } : {})
   const accepted = { count: 0 }
   context.onOpen(() => accepted.count++)
+  const listening = values.starttls ? new SocketContext(loop) : context
+  if (values.starttls) listening.onOpen((socket) => context.upgrade(socket))
   // send, not write: write may take only part of the bytes and leave the rest to the caller,
   // send buffers it natively, like node:net's socket.write does in JS. Backpressure as the
   // other servers do it: stop reading while send's buffer is over the high-water mark, read
@@ -45,7 +51,7 @@ function serve(port) {
     if (!socket.send(data)) socket.pause()
   })
   context.onWritable((socket) => socket.resume())
-  return { listenSocket: context.listen('127.0.0.1', port), accepted }
+  return { listenSocket: listening.listen('127.0.0.1', port), accepted }
 }
 
 /** A port that was free a moment ago: the workers must all listen on the same, fixed one. */

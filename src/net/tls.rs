@@ -38,10 +38,15 @@ impl Stream {
             match progress {
                 Ok(Progress::Opened) => self.announce_open(services, None, None),
                 Ok(Progress::NeedsName(name)) => {
-                    let listener = self.listener.unwrap_or(id);
+                    // Whose context's `onServerName` answers: the listener's for a connection
+                    // JavaScript does not know yet, else the socket's own (upgraded, adopted).
+                    let asker = match self.listener {
+                        Some(listener) if !self.upgrading => listener,
+                        _ => id,
+                    };
                     let mut payload = Vec::with_capacity(8 + name.len());
-                    payload.extend_from_slice(&listener.index.to_le_bytes());
-                    payload.extend_from_slice(&listener.generation.to_le_bytes());
+                    payload.extend_from_slice(&asker.index.to_le_bytes());
+                    payload.extend_from_slice(&asker.generation.to_le_bytes());
                     payload.extend_from_slice(name.as_bytes());
                     services.events.push_with_payload(
                         EventKind::ServerName,

@@ -63,7 +63,8 @@ impl TlsClient {
         // resuming would make connect mode measure a cheaper handshake, and only against
         // servers that issue tickets. With it, rustls keeps the tickets (TLS 1.3: each is used
         // once, and every connection is given new ones) of the server in memory.
-        config.resumption = if resume { Resumption::in_memory_sessions(SESSION_CACHE) } else { Resumption::disabled() };
+        config.resumption =
+            if resume { Resumption::in_memory_sessions(SESSION_CACHE) } else { Resumption::disabled() };
         let server_name = ServerName::try_from(server_name.to_string())
             .map_err(|_| format!("--servername {server_name:?} is neither a DNS name nor an IP address"))?;
         Ok(TlsClient { config: Arc::new(config), server_name })
