@@ -446,3 +446,58 @@ test.serial('a sustained flow of data does not starve Node timers: delivery yiel
   await withTimeout(done.promise, 20_000, 'all 32 MiB')
   t.true(receivedWhenTimerFired >= 0 && receivedWhenTimerFired < total / 2, `the timer fired after ${receivedWhenTimerFired} of ${total} bytes`)
 })
+
+// A socket that stopped reading (pause) in the same loop iteration whose wait had reported it
+// readable took that report for a hang-up and left the poller; a TLS socket's output then
+// never drained (nothing else makes it write), so an echo under backpressure stalled for good.
+for (const upgraded of [false, true]) {
+  test.serial(`TLS${upgraded ? ' (upgraded by STARTTLS)' : ''}: an echo that pauses on a full send() and resumes on onWritable moves 4 x 16 MiB from unbounded writers`, async (t) => {
+    const fixtures = fs.realpathSync(`${__dirname}/../test/fixtures/tls`)
+    const loop = newLoop(t)
+    const tlsOptions = { key: fs.readFileSync(`${fixtures}/server.key`), cert: fs.readFileSync(`${fixtures}/server.pem`) }
+    const secure = new SocketContext(loop, { tls: tlsOptions })
+    const plain = new SocketContext(loop)
+    plain.onOpen((socket) => secure.upgrade(socket))
+    secure.onData((socket, data) => {
+      if (!socket.send(data)) socket.pause()
+    })
+    secure.onWritable((socket) => socket.resume())
+    secure.onEnd((socket) => socket.shutdown())
+    const port = (upgraded ? plain : secure).listen('127.0.0.1', 0).port
+    // The writers run in a process of their own, as a load generator does.
+    const run = await peerProcess(
+      t,
+      `
+      const tls = require('node:tls'), fs = require('node:fs')
+      const [port, caFile] = process.argv.slice(1)
+      const ca = fs.readFileSync(caFile), total = 16 * 1024 * 1024
+      let done = 0
+      for (let i = 0; i < 4; i++) {
+        const client = tls.connect({ port: Number(port), host: '127.0.0.1', servername: 'localhost', ca }, () => {
+          const chunk = Buffer.alloc(65536, i)
+          let sent = 0
+          const pump = () => {
+            while (sent < total) {
+              sent += chunk.length
+              if (!client.write(chunk)) return client.once('drain', pump)
+            }
+          }
+          pump()
+        })
+        let received = 0
+        client.on('data', (data) => {
+          received += data.length
+          if (received >= total) {
+            client.destroy()
+            if (++done === 4) { console.log('echoed'); process.exit(0) }
+          }
+        })
+      }
+      setTimeout(() => { console.log('stalled'); process.exit(1) }, 20000)
+      `,
+      [String(port), `${fixtures}/ca.pem`],
+      25_000,
+    )
+    t.is(run.stdout.trim(), 'echoed', run.stderr)
+  })
+}

@@ -37,6 +37,11 @@ impl Services {
         lock(&self.shared.slots)
     }
 
+    /// How many times the loop has woken up (counted before each iteration's work).
+    pub fn iteration(&self) -> u64 {
+        self.shared.iteration.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The iteration events are stamped with when published.
     pub fn current_seq(&self) -> u64 {
         self.seq + 1

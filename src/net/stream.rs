@@ -92,6 +92,9 @@ pub(crate) struct Stream {
     /// (paused, or out of credit) is taken off the poller, which reports hang-ups whatever the
     /// interest, until it reads again and finds the end of its data.
     registered: bool,
+    /// The loop iteration in which the socket stopped watching its input: a readable report of
+    /// that iteration comes from its wait, from before the change, so it is not a hang-up.
+    input_stopped_in: u64,
     /// Input is not watched until the loop has credit again.
     pub(super) throttled: bool,
     pub(super) paused: bool,
@@ -128,6 +131,7 @@ impl Stream {
             announced: false,
             interest,
             registered: true,
+            input_stopped_in: u64::MAX,
             throttled: false,
             paused: false,
             peer_finished: false,
@@ -276,6 +280,9 @@ impl Stream {
     /// Registers what the socket now wants reported (a syscall only when that changed).
     pub(super) fn sync_interest(&mut self, services: &Services) {
         let wanted = self.wanted_interest();
+        if self.interest & READABLE != 0 && wanted & READABLE == 0 {
+            self.input_stopped_in = services.iteration();
+        }
         let Some(io) = &self.io else { return };
         let (fd, key) = (io.as_fd(), self.id.index as usize);
         let poller = services.poller();
@@ -387,8 +394,12 @@ impl Stream {
             return;
         }
         if self.peer_finished || self.paused || self.choosing_name() || self.awaiting_read_ahead {
-            // Not watching input, so this is an error or a hang-up, which epoll always reports.
-            self.hang_up(services, &io);
+            // Not watching input, so this is an error or a hang-up, which epoll always reports;
+            // unless the socket stopped watching it in this iteration (a pause, an upgrade),
+            // after the wait that reported it readable.
+            if self.input_stopped_in != services.iteration() {
+                self.hang_up(services, &io);
+            }
             return;
         }
         let tls = self.is_tls();
