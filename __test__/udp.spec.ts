@@ -285,3 +285,89 @@ test('in a worker thread: a UdpSocket echoes, and the worker going away closes i
   const again = new UdpSocket(loop, { host: '127.0.0.1', port, exclusive: true, onData() {} })
   t.is(again.port, port)
 })
+
+/** A loop and a node:dgram peer on 127.0.0.1 whose received datagrams are collected as text. */
+async function loopAndPeer(t: { teardown(fn: () => void): void }): Promise<{ loop: Loop; peer: dgram.Socket; got: string[] }> {
+  const loop = newLoop(t)
+  const peer = await nodeDgram('udp4', '127.0.0.1')
+  t.teardown(() => peer.close())
+  const got: string[] = []
+  peer.on('message', (message) => got.push(message.toString()))
+  return { loop, peer, got }
+}
+
+test('coalesced sends: send() in onData joins one sendmmsg at the end of the batch, a copy of the bytes, in order with sendMany and close()', async (t) => {
+  const { loop, peer, got } = await loopAndPeer(t)
+  const peerPort = peer.address().port
+  const results: boolean[] = []
+  const scratch = Buffer.alloc(2)
+  let sendDroppedAfter = -1
+  const socket = new UdpSocket(loop, {
+    host: '127.0.0.1',
+    onData(self, data) {
+      const n = data.toString()
+      // One scratch buffer, rewritten between sends: each datagram keeps what it was sent with.
+      for (const suffix of ['a', 'b']) {
+        scratch.write(`${n}${suffix}`)
+        results.push(self.send(scratch, peerPort, '127.0.0.1'))
+      }
+      self.sendMany([Buffer.from(`${n}m`), peerPort, '127.0.0.1'])
+      results.push(self.send(`${n}z`, peerPort, '127.0.0.1'))
+      if (n === '3') {
+        self.close() // what was taken before the close still leaves
+        sendDroppedAfter = self.sendDropped
+      }
+    },
+  })
+  for (const n of ['1', '2', '3']) peer.send(n, socket.port, '127.0.0.1')
+  await until(() => got.length === 12, `12 datagrams (got ${JSON.stringify(got)})`)
+  const byRound = ['1', '2', '3'].map((n) => got.filter((text) => text.startsWith(n)))
+  t.deepEqual(byRound, [
+    ['1a', '1b', '1m', '1z'],
+    ['2a', '2b', '2m', '2z'],
+    ['3a', '3b', '3m', '3z'],
+  ])
+  t.true(results.every((taken) => taken))
+  t.is(sendDroppedAfter, 0)
+})
+
+test('coalesced sends: a datagram the kernel refuses at the flush goes to onError and sendDropped; the others of the batch still leave', async (t) => {
+  const { loop, peer, got } = await loopAndPeer(t)
+  const errors: string[] = []
+  const socket = new UdpSocket(loop, {
+    host: '0.0.0.0',
+    onData(self) {
+      t.true(self.send('before', peer.address().port, '127.0.0.1'))
+      // Broadcast without setBroadcast: EACCES, but only when the batch is flushed.
+      t.true(self.send('refused', 9, '255.255.255.255'))
+      t.true(self.send('after', peer.address().port, '127.0.0.1'))
+    },
+    onError: (_self, err) => errors.push(err.code),
+  })
+  peer.send('go', socket.port, '127.0.0.1')
+  await until(() => got.length === 2 && errors.length === 1, `the two datagrams and the error (got ${JSON.stringify(got)}, ${JSON.stringify(errors)})`)
+  t.deepEqual(got, ['before', 'after'])
+  t.deepEqual(errors, ['EACCES'])
+  t.is(socket.sendDropped, 1)
+})
+
+test('coalesceSends: false sends at once from onData (the refusal is the return value and onError right away)', async (t) => {
+  const { loop, peer, got } = await loopAndPeer(t)
+  const returned: boolean[] = []
+  const errors: string[] = []
+  const socket = new UdpSocket(loop, {
+    host: '0.0.0.0',
+    coalesceSends: false,
+    onData(self) {
+      returned.push(self.send('direct', peer.address().port, '127.0.0.1'))
+      returned.push(self.send('refused', 9, '255.255.255.255'))
+    },
+    onError: (_self, err) => errors.push(err.code),
+  })
+  peer.send('go', socket.port, '127.0.0.1')
+  await until(() => got.length === 1 && errors.length === 1, 'the datagram and the error')
+  t.deepEqual(returned, [true, false])
+  t.deepEqual(errors, ['EACCES'])
+  t.is(socket.sendDropped, 0)
+  t.throws(() => new UdpSocket(loop, { onData() {}, coalesceSends: 1 as never }), { instanceOf: TypeError, message: /coalesceSends/ })
+})

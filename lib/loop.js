@@ -5,8 +5,8 @@
 'use strict'
 
 const { LoopCore, SLOT_INDEX_RANGE } = require('../binding.js')
-const { kState, kStamp, kCloseByLoop, hideInternal } = require('./symbols.js')
-const { loopClosedError } = require('./errors.js')
+const { kState, kStamp, kCloseByLoop, kFlushSends, hideInternal } = require('./symbols.js')
+const { loopClosedError, reportUncaught } = require('./errors.js')
 const { invalidArgType, validateFunction, validateInteger, validateOptions } = require('./validate.js')
 const { dispatchRecords } = require('./dispatch.js')
 
@@ -55,6 +55,12 @@ class LoopState {
     this.closing = false
     /** True while a batch is being dispatched: run() settles after it, not in the middle. */
     this.dispatching = false
+    /**
+     * UDP sockets whose send() calls of the batch being dispatched wait for one sendmmsg,
+     * flushed when the batch's dispatch ends.
+     * @type {import('./udp.js').UdpSocket[]}
+     */
+    this.coalescedSends = []
     this.lastIteration = 0
     this.core = new LoopCore(() => this.deliver(), maxPendingBytes, spinMicroseconds)
     // Handles forgotten without close(): free their native slot once they are collected.
@@ -78,6 +84,7 @@ class LoopState {
       let records
       while ((records = core.takeBatch()) !== null) {
         dispatchRecords(this, records)
+        this.flushCoalescedSends()
         if (performance.now() >= yieldAt && !this.closed) {
           // The doorbell rings only once everything pending was taken: come back for the rest.
           setImmediate(() => this.deliver())
@@ -86,10 +93,25 @@ class LoopState {
       }
     } finally {
       this.dispatching = false
+      this.flushCoalescedSends()
     }
     // A handle released and held again within the batch (a one-shot timer whose callback
     // re-arms it) never made the loop idle.
     if (this.holds === 0) this.settleRun()
+  }
+
+  /** Sends what UDP sockets coalesced during the batch just dispatched (one sendmmsg each). */
+  flushCoalescedSends() {
+    const sockets = this.coalescedSends
+    if (sockets.length === 0) return
+    this.coalescedSends = []
+    for (const socket of sockets) {
+      try {
+        socket[kFlushSends]()
+      } catch (err) {
+        reportUncaught(err)
+      }
+    }
   }
 
   /** A stamp for a new arming; never 0, which marks a handle with nothing armed. */

@@ -24,6 +24,8 @@ const kAcceptConnection = Symbol('usockets.acceptConnection')
 const kServerNameRequested = Symbol('usockets.serverNameRequested')
 /** Socket: moves it to another context (SocketContext.adoptSocket). */
 const kMoveToContext = Symbol('usockets.moveToContext')
+/** UdpSocket: sends what send() coalesced during the batch being dispatched (lib/loop.js). */
+const kFlushSends = Symbol('usockets.flushSends')
 /** Socket: makes it a TLS socket of another context (SocketContext.upgrade, STARTTLS). */
 const kUpgrade = Symbol('usockets.upgrade')
 /** A socket's TCP options as the kernel reports them; registered, so that the specs can read them without an export. */
@@ -51,5 +53,6 @@ module.exports = {
   kServerNameRequested,
   kMoveToContext,
   kUpgrade,
+  kFlushSends,
   kTcpOptions,
 }

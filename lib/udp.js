@@ -1,7 +1,8 @@
 // @ts-check
 // UdpSocket (`us_udp_socket`): a bound UDP socket on a loop. Datagrams arrive as EVENT_DATAGRAM
 // records (read with recvmmsg, many per syscall, straight into the event batch) and reach
-// onData one by one; send() goes from this thread to the kernel.
+// onData one by one; send() goes from this thread to the kernel: at once, or (while the loop
+// dispatches a batch) in one sendmmsg with the others sent during that batch.
 'use strict'
 
 const { isIP } = require('node:net')
@@ -16,7 +17,7 @@ const {
   SLOT_INDEX_RANGE,
   WORDS_PER_EVENT,
 } = require('../binding.js')
-const { kState, kStamp, kDispatch, kCloseByLoop } = require('./symbols.js')
+const { kState, kStamp, kDispatch, kCloseByLoop, kFlushSends } = require('./symbols.js')
 const {
   invalidArgType,
   invalidArgValue,
@@ -34,6 +35,8 @@ const { loopArgument } = require('./loop.js')
 const MAX_IPV4_DATAGRAM = 65_507
 /** Over IPv6, whose 40-byte header is not counted in its payload length. */
 const MAX_IPV6_DATAGRAM = 65_527
+/** The most datagrams one flush of coalesced sends hands to one sendmmsg (Linux's UIO_MAXIOV). */
+const MAX_COALESCED_SENDS = 1024
 
 /**
  * @typedef {import('./loop.js').LoopState} LoopState
@@ -99,6 +102,21 @@ class UdpSocket {
   #remoteFamily = 0
   /** The count as it was when last read (what stays once the socket is closed). */
   #dropped = 0
+  /** options.coalesceSends: send() during a dispatch joins one sendmmsg at its end. */
+  #coalesce = true
+  /**
+   * Datagrams send() took during the current dispatch, not yet flushed: copies of the bytes,
+   * their ports and addresses (null for a connected socket's).
+   * @type {{ datas: Buffer[], ports: number[], addresses: Array<string | null> }}
+   */
+  #pending = { datas: [], ports: [], addresses: [] }
+  /** A flush found the kernel's buffer full: send() returns false until onDrain. */
+  #full = false
+  /** Datagrams send() took that the kernel refused at the flush (a full buffer, an error). */
+  #sendDropped = 0
+  /** The last address send() checked, and its family: a server answers the same peers. */
+  #checkedAddress = ''
+  #checkedFamily = 0
 
   /**
    * @param {import('./loop.js').Loop | null | undefined} loop
@@ -107,10 +125,16 @@ class UdpSocket {
   constructor(loop, options) {
     const udpLoop = loopArgument(loop)
     if (options === undefined) throw invalidArgType('options', 'of type object', options)
-    const { host, port = 0, exclusive = false, ipv6Only = false, onData, onDrain, onError } = validateOptions(
-      options,
-      'options',
-    )
+    const {
+      host,
+      port = 0,
+      exclusive = false,
+      ipv6Only = false,
+      coalesceSends = true,
+      onData,
+      onDrain,
+      onError,
+    } = validateOptions(options, 'options')
     if (host !== null && host !== undefined && typeof host !== 'string') {
       throw invalidArgType('options.host', 'of type string or null', host)
     }
@@ -118,6 +142,7 @@ class UdpSocket {
     validateInteger(port, 'options.port', 0, 65535)
     if (typeof exclusive !== 'boolean') throw invalidArgType('options.exclusive', 'of type boolean', exclusive)
     if (typeof ipv6Only !== 'boolean') throw invalidArgType('options.ipv6Only', 'of type boolean', ipv6Only)
+    if (typeof coalesceSends !== 'boolean') throw invalidArgType('options.coalesceSends', 'of type boolean', coalesceSends)
     validateFunction(onData, 'options.onData')
     if (onDrain !== undefined) validateFunction(onDrain, 'options.onDrain')
     if (onError !== undefined) validateFunction(onError, 'options.onError')
@@ -132,6 +157,7 @@ class UdpSocket {
     this.#onData = /** @type {DataHandler} */ (onData)
     this.#onDrain = /** @type {DrainHandler | undefined} */ (onDrain)
     this.#onError = /** @type {ErrorHandler | undefined} */ (onError)
+    this.#coalesce = coalesceSends
     /** @type {unknown} */
     this.ext = undefined
     this[kStamp] = Math.floor(bound.id / SLOT_INDEX_RANGE)
@@ -159,6 +185,14 @@ class UdpSocket {
     return this.#dropped
   }
 
+  /**
+   * Datagrams send() had taken that the kernel then refused (coalesced sends only: its buffer
+   * was full when they were flushed, or it reported an error); kept once closed.
+   */
+  get sendDropped() {
+    return this.#sendDropped
+  }
+
   #readDropped() {
     if (!this.#closed && !this.#state.closed) this.#dropped = this.#state.core.udpReceivedDropped(this.#id)
   }
@@ -182,6 +216,7 @@ class UdpSocket {
     const family = validateAddress(address, 'address')
     validateInteger(port, 'port', 1, 65535)
     if (this.#closed || this.#state.closed) return
+    this[kFlushSends]()
     this.#state.core.udpConnect(this.#id, port, address)
     this.#remoteAddress = address
     this.#remotePort = port
@@ -193,14 +228,22 @@ class UdpSocket {
     if (this.#remoteAddress === undefined) {
       throw withCode(new Error('disconnect: the socket is not connected'), 'ERR_SOCKET_DGRAM_NOT_CONNECTED')
     }
-    if (!this.#closed && !this.#state.closed) this.#state.core.udpConnect(this.#id, 0, null)
+    if (!this.#closed && !this.#state.closed) {
+      this[kFlushSends]()
+      this.#state.core.udpConnect(this.#id, 0, null)
+    }
     this.#remoteAddress = this.#remotePort = undefined
     this.#remoteFamily = 0
   }
 
   /**
-   * Sends one datagram; false when the kernel cannot take it now (it was not sent: onDrain
-   * follows) or the socket is closed. A connected socket sends to its peer (no port, address).
+   * Sends one datagram. Outside a dispatch it goes to the kernel at once: false when the
+   * kernel cannot take it now (it was not sent: onDrain follows). While the loop dispatches a
+   * batch (in onData and every other handler it calls), the datagram is copied and joins one
+   * sendmmsg with the others sent during that batch, when the batch's dispatch ends (in order,
+   * microseconds later): true means taken; false that the socket is closed, or that a flush
+   * found the kernel's buffer full and onDrain has not come yet. A connected socket sends to
+   * its peer (no port, address).
    * @param {string | ArrayBufferView} data
    * @param {number} [port]
    * @param {string} [address]
@@ -214,15 +257,27 @@ class UdpSocket {
       }
     } else {
       validateInteger(port, 'port', 1, 65535)
-      family = validateAddress(address, 'address')
+      family = this.#familyOf(address)
     }
     const max = family === 4 ? MAX_IPV4_DATAGRAM : MAX_IPV6_DATAGRAM
     if (bytes.byteLength > max) {
       throw outOfRange('data', `at most ${max} bytes for an IPv${family} address`, `${bytes.byteLength} bytes`)
     }
-    if (this.#closed || this.#state.closed) return false
+    const state = this.#state
+    if (this.#closed || state.closed) return false
+    if (this.#coalesce && state.dispatching) {
+      if (this.#full) return false
+      const pending = this.#pending
+      if (pending.datas.length === 0) state.coalescedSends.push(this)
+      // A copy: the caller may reuse its buffer before the flush.
+      pending.datas.push(Buffer.copyBytesFrom(bytes))
+      pending.ports.push(port ?? 0)
+      pending.addresses.push(address ?? null)
+      if (pending.datas.length >= MAX_COALESCED_SENDS) this[kFlushSends]()
+      return true
+    }
     try {
-      return this.#state.core.udpSend(this.#id, bytes, port ?? 0, address ?? null)
+      return state.core.udpSend(this.#id, bytes, port ?? 0, address ?? null)
     } catch (err) {
       // What the kernel refused (an ICMP error about the connected peer, an unreachable
       // network): to onError, as the loop's receive errors are; thrown without one.
@@ -231,6 +286,69 @@ class UdpSocket {
       queueMicrotask(() => onError(this, /** @type {Error} */ (err)))
       return false
     }
+  }
+
+  /**
+   * The family of a peer address send() was given (a one-entry cache: a server mostly answers
+   * the peers that just wrote to it).
+   * @param {unknown} address
+   */
+  #familyOf(address) {
+    if (address === this.#checkedAddress) return this.#checkedFamily
+    const family = validateAddress(address, 'address')
+    this.#checkedAddress = /** @type {string} */ (address)
+    this.#checkedFamily = family
+    return family
+  }
+
+  /**
+   * Hands the datagrams send() coalesced to the kernel, in sendmmsg calls of up to 1,024. What
+   * the kernel refuses is dropped and counted (sendDropped); a full buffer makes send() return
+   * false until onDrain, an error goes to onError. Internal: the loop calls it when a batch's
+   * dispatch ends, and the socket before anything that must not overtake them.
+   */
+  [kFlushSends]() {
+    const { datas, ports, addresses } = this.#pending
+    if (datas.length === 0) return
+    this.#pending = { datas: [], ports: [], addresses: [] }
+    if (this.#closed || this.#state.closed) return
+    const connected = addresses[0] === null
+    const core = this.#state.core
+    // sendmmsg stops at the first datagram it cannot send: a full buffer (nothing more now) or
+    // an error, which the next call, starting at that datagram, reports.
+    let sent = 0
+    while (sent < datas.length && !this.#closed && !this.#state.closed) {
+      const end = Math.min(sent + MAX_COALESCED_SENDS, datas.length)
+      // The usual flush is one call with all of them: no copies of the arrays.
+      const whole = sent === 0 && end === datas.length
+      let taken
+      try {
+        taken = core.udpSendMany(
+          this.#id,
+          whole ? datas : datas.slice(sent, end),
+          connected ? [] : whole ? ports : ports.slice(sent, end),
+          connected ? null : /** @type {string[]} */ (whole ? addresses : addresses.slice(sent, end)),
+        )
+      } catch (err) {
+        // The first of them was refused: reported, dropped, and the rest go on.
+        const onError = this.#onError
+        if (onError === undefined) reportUncaught(err)
+        else queueMicrotask(() => onError(this, /** @type {Error} */ (err)))
+        this.#sendDropped++
+        datas.splice(sent, 1)
+        ports.splice(sent, 1)
+        addresses.splice(sent, 1)
+        continue
+      }
+      sent += taken
+      if (taken === 0) {
+        // The kernel's buffer is full: the loop reports when it can take more (onDrain).
+        this.#full = true
+        break
+      }
+    }
+    // What a full buffer left, or a close in an onError handler.
+    this.#sendDropped += datas.length - sent
   }
 
   /**
@@ -266,6 +384,8 @@ class UdpSocket {
       datas.push(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
     }
     if (this.#closed || this.#state.closed || datas.length === 0) return 0
+    // Coalesced sends of this dispatch go first: datagrams leave in the order they were given.
+    this[kFlushSends]()
     try {
       return this.#state.core.udpSendMany(this.#id, datas, ports, connected ? null : addresses)
     } catch (err) {
@@ -389,6 +509,8 @@ class UdpSocket {
   /** Closes the socket; its port is free when it returns. Idempotent. */
   close() {
     if (this.#closed) return
+    // What send() took before the close is sent.
+    this[kFlushSends]()
     this.#readDropped()
     this.#closed = true
     const state = this.#state
@@ -415,6 +537,7 @@ class UdpSocket {
       const dataLength = arg - DATAGRAM_ADDRESS * 4 - addressLength
       this.#onData(this, Buffer.from(records.buffer, start + addressLength, dataLength), port, address)
     } else if (kind === EVENT_WRITABLE) {
+      this.#full = false
       this.#onDrain?.(this)
     } else if (kind === EVENT_DATAGRAM_ERROR) {
       const err = systemError(arg, 'recvmmsg')
