@@ -84,7 +84,9 @@ test('SIGTERM: listeners close at once, open connections are ended (FIN) and the
   const exited = once<number>(child, 'exit', 10_000)
   child.kill('SIGTERM')
   await Promise.all(ended)
-  // Refused from now on: no listener is left.
+  // Every worker closed its listener (a worker none of the 8 reached may say so after the others'
+  // FINs arrived): refused from now on, no listener is left.
+  await until(() => lines.filter((line) => line.event === 'draining').length === WORKERS, 'every worker to close its listener', 5000)
   const refused = await new Promise<string>((resolve) => {
     const probe = net.connect(port, '127.0.0.1')
     probe.once('connect', () => resolve('connected'))

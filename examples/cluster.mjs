@@ -14,7 +14,7 @@
 //   connections, waits up to --grace-ms for their peers to finish, then closes what is left. The
 //   process exits once every worker has.
 // Prints one JSON line per event on stdout ({event: 'listening', worker, port}, 'replaced',
-// 'stopped').
+// {event: 'draining', worker, open} once a stopping worker closed its listener, 'stopped').
 import { availableParallelism } from 'node:os'
 import { createRequire } from 'node:module'
 import { parseArgs } from 'node:util'
@@ -82,6 +82,7 @@ if (isMainThread) {
 
   parentPort.once('message', () => {
     listener.close()
+    print({ event: 'draining', worker: index, open: open.size })
     for (const socket of open) socket.shutdown()
     // What is still open after the grace period is closed; then nothing holds the thread (the
     // message port no longer does either), and it exits.
