@@ -27,6 +27,15 @@ export declare class LoopCore {
    * addresses: to the connected peer). Returns how many the kernel took, in order.
    */
   udpSendMany(id: number, data: Array<Buffer>, ports: Array<number>, addresses?: Array<string> | undefined | null): number
+  /**
+   * Sends coalesced datagrams (lib/udp.js) in one `sendmmsg`, from the `first`: datagram `i`
+   * is described by `meta[3i..3i + 3]`, the end of its bytes in `packed` (they start where
+   * the one before ends), its port, and the index of its address in `addresses` (no
+   * addresses: to the connected peer). One buffer and one typed array cross into native code
+   * instead of an object per datagram, and each distinct address is parsed once. Returns how
+   * many the kernel took from `first` on (at most 1,024).
+   */
+  udpSendPacked(id: number, packed: Uint8Array, meta: Uint32Array, addresses: Array<string>, first: number): number
   /** Sets the socket's default peer (`address` an IP address), or with none dissolves it. */
   udpConnect(id: number, port: number, address?: string | undefined | null): void
   /** SO_BROADCAST: whether datagrams may go to broadcast addresses. */

@@ -37,6 +37,8 @@ const MAX_IPV4_DATAGRAM = 65_507
 const MAX_IPV6_DATAGRAM = 65_527
 /** The most datagrams one flush of coalesced sends hands to one sendmmsg (Linux's UIO_MAXIOV). */
 const MAX_COALESCED_SENDS = 1024
+/** Coalesced bytes held per socket before they are flushed early (the buffer is kept for reuse). */
+const MAX_COALESCED_BYTES = 1024 * 1024
 
 /**
  * @typedef {import('./loop.js').LoopState} LoopState
@@ -105,11 +107,19 @@ class UdpSocket {
   /** options.coalesceSends: send() during a dispatch joins one sendmmsg at its end. */
   #coalesce = true
   /**
-   * Datagrams send() took during the current dispatch, not yet flushed: copies of the bytes,
-   * their ports and addresses (null for a connected socket's).
-   * @type {{ datas: Buffer[], ports: number[], addresses: Array<string | null> }}
+   * Datagrams send() took during the current dispatch, not yet flushed: their bytes back to back
+   * in `#packed`, and three words each in `#meta`: where its bytes end, its port, and the index
+   * of its address in `#addresses` (each distinct one once; none for a connected socket's).
+   * Reused between flushes; grown as needed, within MAX_COALESCED_SENDS and MAX_COALESCED_BYTES.
    */
-  #pending = { datas: [], ports: [], addresses: [] }
+  #count = 0
+  #packed = Buffer.alloc(0)
+  #packedBytes = 0
+  #meta = new Uint32Array(0)
+  /** @type {string[]} */
+  #addresses = []
+  /** @type {Map<string, number>} */
+  #addressIds = new Map()
   /** A flush found the kernel's buffer full: send() returns false until onDrain. */
   #full = false
   /** Datagrams send() took that the kernel refused at the flush (a full buffer, an error). */
@@ -267,13 +277,7 @@ class UdpSocket {
     if (this.#closed || state.closed) return false
     if (this.#coalesce && state.dispatching) {
       if (this.#full) return false
-      const pending = this.#pending
-      if (pending.datas.length === 0) state.coalescedSends.push(this)
-      // A copy: the caller may reuse its buffer before the flush.
-      pending.datas.push(Buffer.copyBytesFrom(bytes))
-      pending.ports.push(port ?? 0)
-      pending.addresses.push(address ?? null)
-      if (pending.datas.length >= MAX_COALESCED_SENDS) this[kFlushSends]()
+      this.#coalesceDatagram(bytes, port ?? 0, address)
       return true
     }
     try {
@@ -302,42 +306,76 @@ class UdpSocket {
   }
 
   /**
+   * Adds a datagram to the ones the current dispatch's flush sends (a copy: the caller may
+   * reuse its buffer at once).
+   * @param {ArrayBufferView} bytes
+   * @param {number} port
+   * @param {string | undefined} address undefined on a connected socket
+   */
+  #coalesceDatagram(bytes, port, address) {
+    const length = bytes.byteLength
+    if (this.#count === MAX_COALESCED_SENDS || this.#packedBytes + length > MAX_COALESCED_BYTES) this[kFlushSends]()
+    if (this.#count === 0) this.#state.coalescedSends.push(this)
+    const count = this.#count
+    if (count * 3 === this.#meta.length) {
+      const bigger = new Uint32Array(3 * Math.min(Math.max(16, count * 2), MAX_COALESCED_SENDS))
+      bigger.set(this.#meta)
+      this.#meta = bigger
+    }
+    if (this.#packedBytes + length > this.#packed.length) {
+      const grown = Buffer.allocUnsafe(Math.max(64 * 1024, 2 * (this.#packedBytes + length)))
+      this.#packed.copy(grown, 0, 0, this.#packedBytes)
+      this.#packed = grown
+    }
+    this.#packed.set(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, length), this.#packedBytes)
+    this.#packedBytes += length
+    const meta = this.#meta
+    meta[3 * count] = this.#packedBytes
+    meta[3 * count + 1] = port
+    if (address !== undefined) {
+      let index = this.#addressIds.get(address)
+      if (index === undefined) {
+        index = this.#addresses.push(address) - 1
+        this.#addressIds.set(address, index)
+      }
+      meta[3 * count + 2] = index
+    }
+    this.#count = count + 1
+  }
+
+  /**
    * Hands the datagrams send() coalesced to the kernel, in sendmmsg calls of up to 1,024. What
    * the kernel refuses is dropped and counted (sendDropped); a full buffer makes send() return
    * false until onDrain, an error goes to onError. Internal: the loop calls it when a batch's
    * dispatch ends, and the socket before anything that must not overtake them.
    */
   [kFlushSends]() {
-    const { datas, ports, addresses } = this.#pending
-    if (datas.length === 0) return
-    this.#pending = { datas: [], ports: [], addresses: [] }
+    const count = this.#count
+    if (count === 0) return
+    const addresses = this.#addresses
+    // Reset first: the arrays are reused, and nothing below adds to them.
+    this.#count = 0
+    this.#packedBytes = 0
+    this.#addresses = []
+    this.#addressIds.clear()
     if (this.#closed || this.#state.closed) return
-    const connected = addresses[0] === null
     const core = this.#state.core
+    const packed = this.#packed
+    const meta = this.#meta.subarray(0, 3 * count)
     // sendmmsg stops at the first datagram it cannot send: a full buffer (nothing more now) or
     // an error, which the next call, starting at that datagram, reports.
     let sent = 0
-    while (sent < datas.length && !this.#closed && !this.#state.closed) {
-      const end = Math.min(sent + MAX_COALESCED_SENDS, datas.length)
-      // The usual flush is one call with all of them: no copies of the arrays.
-      const whole = sent === 0 && end === datas.length
+    while (sent < count && !this.#closed && !this.#state.closed) {
       let taken
       try {
-        taken = core.udpSendMany(
-          this.#id,
-          whole ? datas : datas.slice(sent, end),
-          connected ? [] : whole ? ports : ports.slice(sent, end),
-          connected ? null : /** @type {string[]} */ (whole ? addresses : addresses.slice(sent, end)),
-        )
+        taken = core.udpSendPacked(this.#id, packed, meta, addresses, sent)
       } catch (err) {
-        // The first of them was refused: reported, dropped, and the rest go on.
+        // That datagram was refused: reported, dropped, and the rest go on.
         const onError = this.#onError
         if (onError === undefined) reportUncaught(err)
         else queueMicrotask(() => onError(this, /** @type {Error} */ (err)))
         this.#sendDropped++
-        datas.splice(sent, 1)
-        ports.splice(sent, 1)
-        addresses.splice(sent, 1)
+        sent++
         continue
       }
       sent += taken
@@ -348,7 +386,7 @@ class UdpSocket {
       }
     }
     // What a full buffer left, or a close in an onError handler.
-    this.#sendDropped += datas.length - sent
+    this.#sendDropped += count - sent
   }
 
   /**
