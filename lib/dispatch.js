@@ -46,6 +46,7 @@ const SERVER_NAME_AT = WORDS_PER_EVENT + SERVER_NAME_TEXT
  *   | import('./udp.js').UdpSocket} LoopEntry
  * @typedef {import('./loop.js').LoopState} LoopState
  * @typedef {import('./socket.js').ListenSocket} ListenSocket
+ * @typedef {import('./socket.js').Socket} Socket
  */
 
 /**
@@ -97,18 +98,21 @@ function socketIdOf(records, at) {
 }
 
 /**
- * The listen socket that an Open or ServerName payload names, if it still is that open listener
- * (another handle may hold its slot now).
+ * The handle an Open or ServerName payload names, if it still is that open handle (another may
+ * hold its slot now) and it answers `capability`: a listener (kAcceptConnection) for an
+ * accepted connection; a listener or a socket (kServerNameRequested) for a name question.
  * @param {LoopState} state
  * @param {Uint32Array} records
  * @param {number} at
- * @returns {ListenSocket | undefined}
+ * @param {symbol} capability
+ * @returns {ListenSocket | Socket | undefined}
  */
-function listenerOf(state, records, at) {
+function handleNamedIn(state, records, at, capability) {
   const entry = state.handles[records[at + LISTENER_INDEX_AT]]
-  if (entry === undefined || !(kAcceptConnection in entry)) return undefined
-  if (entry[kStamp] !== records[at + LISTENER_GENERATION_AT] || entry.isClosed) return undefined
-  return entry
+  if (entry === undefined || !(capability in entry)) return undefined
+  const named = /** @type {ListenSocket | Socket} */ (entry)
+  if (named[kStamp] !== records[at + LISTENER_GENERATION_AT] || named.isClosed) return undefined
+  return named
 }
 
 /**
@@ -119,7 +123,7 @@ function listenerOf(state, records, at) {
  */
 function accepted(state, records, at) {
   const id = socketIdOf(records, at)
-  const listener = listenerOf(state, records, at)
+  const listener = /** @type {ListenSocket | undefined} */ (handleNamedIn(state, records, at, kAcceptConnection))
   // Accepted just before its listener closed: nobody asked for it.
   if (listener === undefined) state.core.closeSocket(id)
   else listener[kAcceptConnection](id, records, at)
@@ -137,13 +141,7 @@ function accepted(state, records, at) {
 function serverNameRequested(state, records, at) {
   const id = socketIdOf(records, at)
   try {
-    const asker = state.handles[records[at + LISTENER_INDEX_AT]]
-    const current =
-      asker !== undefined &&
-      kServerNameRequested in asker &&
-      asker[kStamp] === records[at + LISTENER_GENERATION_AT] &&
-      !asker.isClosed
-    if (current) asker[kServerNameRequested](serverNameOf(records, at))
+    handleNamedIn(state, records, at, kServerNameRequested)?.[kServerNameRequested](serverNameOf(records, at))
   } finally {
     if (!state.closed) state.core.serverNameChosen(id)
   }

@@ -38,6 +38,16 @@ impl LoopCore {
         let Some(event_loop) = self.event_loop.as_ref() else { return Ok(T::default()) };
         event_loop.udp_configure(&self.js.borrow(), slot(id), configure).map_err(js_error)
     }
+
+    /// Sets an option that IPv4 and IPv6 sockets spell differently.
+    fn udp_configure_by_family(
+        &self,
+        id: f64,
+        v6: impl FnOnce(&socket2::Socket) -> std::io::Result<()>,
+        v4: impl FnOnce(&socket2::Socket) -> std::io::Result<()>,
+    ) -> Result<()> {
+        self.udp_configure(id, |socket, ipv6| if ipv6 { v6(socket) } else { v4(socket) })
+    }
 }
 
 #[napi]
@@ -119,14 +129,19 @@ impl LoopCore {
         let records: Vec<&[u32]> = meta.chunks_exact(PACKED_META_WORDS).collect();
         let malformed =
             || invalid_argument("udpSendPacked: a datagram outside its buffer or address table".to_owned());
-        let mut datagrams = Vec::with_capacity(records.len().saturating_sub(first as usize));
-        let mut start = records.get((first as usize).wrapping_sub(1)).map_or(0, |record| record[0] as usize);
-        for record in records.iter().skip(first as usize) {
+        let first = first as usize;
+        let mut datagrams = Vec::with_capacity(records.len().saturating_sub(first));
+        // Each datagram starts where the one before it ends.
+        let mut start =
+            if first == 0 { 0 } else { records.get(first - 1).map_or(0, |record| record[0] as usize) };
+        for record in records.iter().skip(first) {
             let (end, port, address) = (record[0] as usize, record[1] as u16, record[2] as usize);
             let data = packed.get(start..end).ok_or_else(malformed)?;
-            let peer = match ips.is_empty() {
-                true => None,
-                false => Some(SocketAddr::new(*ips.get(address).ok_or_else(malformed)?, port)),
+            // No addresses: a connected socket's datagrams, to its peer.
+            let peer = if ips.is_empty() {
+                None
+            } else {
+                Some(SocketAddr::new(*ips.get(address).ok_or_else(malformed)?, port))
             };
             datagrams.push((data, peer));
             start = end;
@@ -155,47 +170,42 @@ impl LoopCore {
     /// The unicast TTL (IPv6: hop limit), 1 to 255.
     #[napi]
     pub fn udp_set_ttl(&self, id: f64, ttl: u32) -> Result<()> {
-        self.udp_configure(
+        self.udp_configure_by_family(
             id,
-            |socket, ipv6| if ipv6 { socket.set_unicast_hops_v6(ttl) } else { socket.set_ttl_v4(ttl) },
+            |socket| socket.set_unicast_hops_v6(ttl),
+            |socket| socket.set_ttl_v4(ttl),
         )
     }
 
     /// The multicast TTL (IPv6: hop limit), 0 to 255.
     #[napi]
     pub fn udp_set_multicast_ttl(&self, id: f64, ttl: u32) -> Result<()> {
-        self.udp_configure(id, |socket, ipv6| {
-            if ipv6 {
-                socket.set_multicast_hops_v6(ttl)
-            } else {
-                socket.set_multicast_ttl_v4(ttl)
-            }
-        })
+        self.udp_configure_by_family(
+            id,
+            |socket| socket.set_multicast_hops_v6(ttl),
+            |socket| socket.set_multicast_ttl_v4(ttl),
+        )
     }
 
     /// Whether this host's own multicast datagrams come back to it.
     #[napi]
     pub fn udp_set_multicast_loopback(&self, id: f64, on: bool) -> Result<()> {
-        self.udp_configure(id, |socket, ipv6| {
-            if ipv6 {
-                socket.set_multicast_loop_v6(on)
-            } else {
-                socket.set_multicast_loop_v4(on)
-            }
-        })
+        self.udp_configure_by_family(
+            id,
+            |socket| socket.set_multicast_loop_v6(on),
+            |socket| socket.set_multicast_loop_v4(on),
+        )
     }
 
     /// The interface multicast datagrams leave by: an IPv4 address, or for IPv6 an interface
     /// name or index (`lib/udp.js` takes it from `'::%name'`).
     #[napi]
     pub fn udp_set_multicast_interface(&self, id: f64, interface: String) -> Result<()> {
-        self.udp_configure(id, |socket, ipv6| {
-            if ipv6 {
-                socket.set_multicast_if_v6(crate::sys::interface_index(&interface)?)
-            } else {
-                socket.set_multicast_if_v4(&parse_ipv4(&interface)?)
-            }
-        })
+        self.udp_configure_by_family(
+            id,
+            |socket| socket.set_multicast_if_v6(crate::sys::interface_index(&interface)?),
+            |socket| socket.set_multicast_if_v4(&parse_ipv4(&interface)?),
+        )
     }
 
     /// Joins (or leaves) the multicast `group` on `interface` (IPv4: an address, IPv6: a name

@@ -393,13 +393,9 @@ impl Stream {
             self.read_preamble(services, &io, recv_buffer);
             return;
         }
-        if self.peer_finished || self.paused || self.choosing_name() || self.awaiting_read_ahead {
-            // Not watching input, so this is an error or a hang-up, which epoll always reports;
-            // unless the socket stopped watching it in this iteration (a pause, an upgrade),
-            // after the wait that reported it readable.
-            if self.input_stopped_in != services.iteration() {
-                self.hang_up(services, &io);
-            }
+        if !self.reads_input() {
+            // Not watching input, so this is an error or a hang-up, which epoll always reports.
+            self.hang_up(services, &io);
             return;
         }
         let tls = self.is_tls();
@@ -475,6 +471,12 @@ impl Stream {
     /// while not reading (paused or out of credit) may still have data behind it: the socket
     /// leaves the poller until it reads again, and finds the end there.
     pub(super) fn hang_up(&mut self, services: &mut Services, io: &SocketIo) {
+        if self.input_stopped_in == services.iteration() {
+            // The report came from this iteration's wait, from before the socket stopped
+            // watching its input (a pause or an upgrade applied after it): it was readable then,
+            // which says nothing of a hang-up. A real one is reported again by the next wait.
+            return;
+        }
         if let Some(errno) = io.failure() {
             self.close_from_loop(services, errno);
         } else if self.peer_finished {

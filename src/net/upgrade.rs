@@ -47,6 +47,8 @@ impl Stream {
         self.transport = Transport::Tls(Box::new(session));
         self.awaiting_read_ahead = true;
         self.upgrading = true;
+        // JavaScript's timeouts of the plain socket end here; the handshake's bound replaces them.
+        self.set_timeout(services, TimeoutKind::Long, None, 0);
         self.set_timeout(services, TimeoutKind::Short, timeout, HANDSHAKE_TIMEOUT_STAMP);
         services.events.push(EventKind::Upgraded, self.id.index, self.id.generation, 0);
         self.flush_tls(services);
