@@ -286,6 +286,24 @@ export interface SocketContextOptions {
    * Unix sockets: nothing to do. `createChild` inherits it unless told otherwise.
    */
   keepAlive?: boolean | { initialDelaySeconds?: number }
+  /**
+   * `onData`'s Buffer is lent, as uSockets lends its `on_data` bytes: valid until the handler
+   * returns, then empty (its ArrayBuffer is detached; a kept Buffer reads as length 0, never as
+   * other bytes). Copy what you keep (`Buffer.from(data)`), and copy before giving it to
+   * anything that uses it later (a node stream's `write`, `fs.write`, a promise). `send` and
+   * `write` are fine: they take the bytes before they return. Default false: the Buffer may be
+   * kept (API.md).
+   *
+   * Why: a kept Buffer keeps the memory of its event batch, so the loop reads into memory that
+   * only V8's next full collection gives back: cold in the cache, and the collections cost a
+   * tenth of a bulk stream's CPU. Lent, a batch goes back to the loop when its dispatch ends,
+   * still in the cache: the unbounded 64 KiB stream costs about 30% less CPU per chunk
+   * (bench/RESULTS.md). A batch's memory goes back only if every handler its data went to
+   * borrows (a context or UdpSocket without this option in the same loop and batch keeps the
+   * batch's views valid). Data `pause()` holds back, and data read after `upgrade()`, is copied
+   * (it outlives the batch). `createChild` inherits it unless told otherwise.
+   */
+  borrowData?: boolean
 }
 
 /** Options of `context.listen()` / `listenUnix()`, beside the numbers `LISTEN_DEFAULT` / `LISTEN_EXCLUSIVE_PORT`. */
@@ -409,6 +427,7 @@ export declare class SocketContext {
    * Buffer (for TLS, all the records it decrypted). The Buffer belongs to JS and may be kept; it
    * is a view into the memory of the event batch it came in (up to `maxPendingBytes`), which
    * stays allocated while any such view is referenced: copy small parts you keep for long.
+   * With the context option `borrowData` it is valid only until the handler returns.
    */
   onData(handler: (socket: Socket, data: Buffer) => void): this
   /**
@@ -785,6 +804,11 @@ export interface UdpSocketOptions {
    * goes to the kernel at once and returns its answer.
    */
   coalesceSends?: boolean
+  /**
+   * `onData`'s Buffer is valid only until the handler returns, then empty: as the
+   * SocketContext option of this name, which says why. Default false.
+   */
+  borrowData?: boolean
   /**
    * Once per datagram, in arrival order. `data` is a view into the event batch it came in (as
    * `onData` of a TCP socket: it may be kept; copy small parts you keep for long); `address`

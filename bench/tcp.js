@@ -40,6 +40,8 @@ runMain(() =>
       nodeServer('usockets-rs', 'usockets-echo.js'),
       // The same with the loop polling for 50 µs after each delivery: latency for CPU.
       nodeServer('usockets-rs spin', 'usockets-echo.js', ['--spin-us', '50']),
+      // The same with borrowData: onData's Buffer is lent, its batch reused after the dispatch.
+      nodeServer('usockets-rs borrow', 'usockets-echo.js', ['--borrow']),
       LIMIT,
     ],
     baseline: NODE_NET,

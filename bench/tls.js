@@ -68,6 +68,8 @@ const BUN = bunServer('bun', 'bun-echo.js', ['--tls'])
 const USOCKETS = nodeServer('usockets-rs', 'usockets-echo.js', ['--tls'])
 /** The same server reached by STARTTLS: it accepts in clear and upgrades each connection. */
 const USOCKETS_STARTTLS = nodeServer('usockets-rs starttls', 'usockets-echo.js', ['--starttls'])
+/** The same with borrowData: onData's Buffer is lent, its batch reused after the dispatch. */
+const USOCKETS_BORROW = nodeServer('usockets-rs borrow', 'usockets-echo.js', ['--tls', '--borrow'])
 const LIMIT = limitServer([
   ...['--tls', '--cert', path.join(TLS_FIXTURES, 'server.pem')],
   ...['--key', path.join(TLS_FIXTURES, 'server.key')],
@@ -77,7 +79,7 @@ async function main() {
   const runs = await runScenario({
     scenario: 'tls',
     cases: CASES,
-    servers: [NODE_TLS, BUN, USOCKETS, USOCKETS_STARTTLS, LIMIT],
+    servers: [NODE_TLS, BUN, USOCKETS, USOCKETS_STARTTLS, USOCKETS_BORROW, LIMIT],
     baseline: NODE_TLS,
     peer: BUN,
     limit: LIMIT,

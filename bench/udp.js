@@ -27,7 +27,13 @@ runMain(() =>
   runScenario({
     scenario: 'udp',
     cases: CASES,
-    servers: [NODE_DGRAM, BUN, nodeServer('usockets-rs', 'usockets-udp-echo.js'), LIMIT],
+    servers: [
+      NODE_DGRAM,
+      BUN,
+      nodeServer('usockets-rs', 'usockets-udp-echo.js'),
+      nodeServer('usockets-rs borrow', 'usockets-udp-echo.js', ['--borrow']),
+      LIMIT,
+    ],
     baseline: NODE_DGRAM,
     peer: BUN,
     limit: LIMIT,

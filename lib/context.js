@@ -111,6 +111,7 @@ const DEFAULT_HANDLERS = {
  * @property {LoopState} state
  * @property {number} highWaterMark
  * @property {number} keepAliveSeconds TCP keep-alive delay for every socket it opens, 0 for none.
+ * @property {boolean} borrowData onData's Buffer is valid only until the handler returns.
  * @property {TlsContextCore | null} tls The TLS configuration (shared with children), or null for plain TCP / Unix.
  * @property {Map<string, unknown>} serverNames SNI pattern -> ext, shared with children like the configuration.
  * @property {Handlers} handlers
@@ -125,8 +126,9 @@ class SocketContext {
    */
   constructor(loop, options) {
     const contextLoop = loopArgument(loop)
-    const { tls, highWaterMark = DEFAULT_HIGH_WATER_MARK, keepAlive } = validateOptions(options, 'options')
+    const { tls, highWaterMark = DEFAULT_HIGH_WATER_MARK, keepAlive, borrowData = false } = validateOptions(options, 'options')
     validateInteger(highWaterMark, 'options.highWaterMark', 1, 2 ** 32)
+    if (typeof borrowData !== 'boolean') throw invalidArgType('options.borrowData', 'of type boolean', borrowData)
     const keepAliveSeconds = keepAliveOption(keepAlive)
     const state = contextLoop[kState]
     state.checkOpen()
@@ -139,6 +141,7 @@ class SocketContext {
       state,
       highWaterMark,
       keepAliveSeconds,
+      borrowData,
       tls: tlsCore,
       serverNames: new Map(),
       handlers: { ...DEFAULT_HANDLERS },
@@ -401,10 +404,15 @@ class SocketContext {
   createChild(options) {
     const parent = this[kContextState]
     const inherited = parent.keepAliveSeconds > 0 && { initialDelaySeconds: parent.keepAliveSeconds }
-    const { highWaterMark = parent.highWaterMark, keepAlive = inherited } = validateOptions(options, 'options')
+    const {
+      highWaterMark = parent.highWaterMark,
+      keepAlive = inherited,
+      borrowData = parent.borrowData,
+    } = validateOptions(options, 'options')
     const child = new SocketContext(this.loop, {
       highWaterMark: /** @type {number} */ (highWaterMark),
       keepAlive: /** @type {import('../index.js').SocketContextOptions['keepAlive']} */ (keepAlive),
+      borrowData: /** @type {boolean} */ (borrowData),
     })
     child[kContextState].tls = this[kContextState].tls
     child[kContextState].serverNames = this[kContextState].serverNames

@@ -56,6 +56,12 @@ class LoopState {
     /** True while a batch is being dispatched: run() settles after it, not in the middle. */
     this.dispatching = false
     /**
+     * Whether the batch being dispatched handed a view of its memory to a handler that may
+     * keep it (a context or UDP socket without borrowData): then V8's collector, not the end
+     * of the dispatch, gives the batch's memory back to the loop.
+     */
+    this.batchKept = false
+    /**
      * UDP sockets whose send() calls of the batch being dispatched wait for one sendmmsg,
      * flushed when the batch's dispatch ends.
      * @type {import('./udp.js').UdpSocket[]}
@@ -83,8 +89,12 @@ class LoopState {
     try {
       let records
       while ((records = core.takeBatch()) !== null) {
+        this.batchKept = false
         dispatchRecords(this, records)
         this.flushCoalescedSends()
+        // Every view of the batch went to a borrowing handler (or none was made): its memory
+        // goes back to the loop now, still in the cache, and V8 has nothing to collect.
+        if (!this.batchKept && !this.closed) core.releaseBatch(/** @type {ArrayBuffer} */ (records.buffer))
         if (performance.now() >= yieldAt && !this.closed) {
           // The doorbell rings only once everything pending was taken: come back for the rest.
           setImmediate(() => this.deliver())

@@ -622,16 +622,23 @@ class Socket {
    * @param {number} at
    */
   [kDispatch](kind, arg, records, at) {
-    const handlers = this.#context[kContextState].handlers
+    const context = this.#context[kContextState]
+    const handlers = context.handlers
     switch (kind) {
       case EVENT_DATA: {
         const data = dataOf(records, at, arg)
+        if (!context.borrowData) this.#state.batchKept = true
+        if (this.#upgradeInput === null && this.#heldBack === null) {
+          handlers.onData(this, data)
+          break
+        }
         // Read in clear after upgrade() was called: the TLS session's. Read before the loop
         // saw pause(): held until resume(). Either is at most what the loop may hold
-        // undelivered (maxPendingBytes).
-        if (this.#upgradeInput !== null) this.#upgradeInput.push(data)
-        else if (this.#heldBack !== null) this.#heldBack.push(data)
-        else handlers.onData(this, data)
+        // undelivered (maxPendingBytes), and outlives this batch: a copy if the batch's memory
+        // goes back to the loop after its dispatch (borrowData).
+        const kept = context.borrowData ? Buffer.from(data) : data
+        if (this.#upgradeInput !== null) this.#upgradeInput.push(kept)
+        else this.#heldBack?.push(kept)
         break
       }
       case EVENT_UPGRADED: {

@@ -106,6 +106,8 @@ class UdpSocket {
   #dropped = 0
   /** options.coalesceSends: send() during a dispatch joins one sendmmsg at its end. */
   #coalesce = true
+  /** options.borrowData: onData's Buffer is valid only until the handler returns. */
+  #borrowData = false
   /**
    * Datagrams send() took during the current dispatch, not yet flushed: their bytes back to back
    * in `#packed`, and three words each in `#meta`: where its bytes end, its port, and the index
@@ -141,6 +143,7 @@ class UdpSocket {
       exclusive = false,
       ipv6Only = false,
       coalesceSends = true,
+      borrowData = false,
       onData,
       onDrain,
       onError,
@@ -153,6 +156,7 @@ class UdpSocket {
     if (typeof exclusive !== 'boolean') throw invalidArgType('options.exclusive', 'of type boolean', exclusive)
     if (typeof ipv6Only !== 'boolean') throw invalidArgType('options.ipv6Only', 'of type boolean', ipv6Only)
     if (typeof coalesceSends !== 'boolean') throw invalidArgType('options.coalesceSends', 'of type boolean', coalesceSends)
+    if (typeof borrowData !== 'boolean') throw invalidArgType('options.borrowData', 'of type boolean', borrowData)
     validateFunction(onData, 'options.onData')
     if (onDrain !== undefined) validateFunction(onDrain, 'options.onDrain')
     if (onError !== undefined) validateFunction(onError, 'options.onError')
@@ -168,6 +172,7 @@ class UdpSocket {
     this.#onDrain = /** @type {DrainHandler | undefined} */ (onDrain)
     this.#onError = /** @type {ErrorHandler | undefined} */ (onError)
     this.#coalesce = coalesceSends
+    this.#borrowData = borrowData
     /** @type {unknown} */
     this.ext = undefined
     this[kStamp] = Math.floor(bound.id / SLOT_INDEX_RANGE)
@@ -573,6 +578,7 @@ class UdpSocket {
       const start = records.byteOffset + (payload + DATAGRAM_ADDRESS) * 4
       const address = Buffer.from(records.buffer, start, addressLength).toString('latin1')
       const dataLength = arg - DATAGRAM_ADDRESS * 4 - addressLength
+      if (!this.#borrowData) this.#state.batchKept = true
       this.#onData(this, Buffer.from(records.buffer, start + addressLength, dataLength), port, address)
     } else if (kind === EVENT_WRITABLE) {
       this.#full = false

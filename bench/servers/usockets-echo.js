@@ -1,6 +1,6 @@
 // Echo server on usockets-rs, measured by bench/tcp.js against node-net-echo.js, by
 // bench/tls.js (with --tls) against node-tls-echo.js, and by bench/workers.js (--workers N).
-// Usage: node usockets-echo.js [port] [--tls | --starttls] [--spin-us N] [--workers N] (port 0
+// Usage: node usockets-echo.js [port] [--tls | --starttls] [--spin-us N] [--workers N] [--borrow] (port 0
 // or none: an ephemeral port). Prints {"port": N} as its first stdout line once listening.
 // With --tls its certificate is test/fixtures/tls/server.pem, as node-tls-echo.js's.
 // --starttls: the same TLS server, reached the STARTTLS way: it listens in clear and upgrades
@@ -8,6 +8,8 @@
 // the upgrade hands to the TLS session), so the bench compares upgraded sockets with sockets
 // that began as TLS. --spin-us sets the
 // loop's spinMicroseconds (polling without sleeping for that long after each delivery).
+// --borrow: the context option borrowData (onData's Buffer is lent until the handler returns,
+// so its batch goes back to the loop when the dispatch ends; the echo needs nothing longer).
 // --workers N: N worker threads, each with its own loop, listening on one port
 // (SO_REUSEPORT) as examples/cluster.mjs does; on SIGTERM it prints
 // {"acceptedPerWorker": [...]} (connections each worker accepted) and exits.
@@ -26,6 +28,7 @@ const { values, positionals } = parseArgs({
   options: {
     tls: { type: 'boolean', default: false },
     starttls: { type: 'boolean', default: false },
+    borrow: { type: 'boolean', default: false },
     'spin-us': { type: 'string', default: '0' },
     workers: { type: 'string', default: '0' },
   },
@@ -37,7 +40,7 @@ function serve(port) {
   // All TLS work happens on the loop thread (index.d.ts, SocketContext): the JS thread sees plaintext only.
   const tls = { keyFileName: path.join(FIXTURES, 'server.key'), certFileName: path.join(FIXTURES, 'server.pem') }
   const loop = new Loop({ spinMicroseconds: Number(values['spin-us']) })
-  const context = new SocketContext(loop, values.tls || values.starttls ? { tls } : {})
+  const context = new SocketContext(loop, { tls: values.tls || values.starttls ? tls : undefined, borrowData: values.borrow })
   const accepted = { count: 0 }
   context.onOpen(() => accepted.count++)
   const listening = values.starttls ? new SocketContext(loop) : context

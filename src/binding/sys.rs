@@ -2,25 +2,61 @@
 //! ArrayBuffer with a finalizer of our own. (The crate's other `unsafe` is in `crate::sys` and
 //! the loop's poller.)
 
-use napi::bindgen_prelude::Uint32ArraySlice;
+use std::cell::Cell;
+use std::rc::Rc;
+
+use napi::bindgen_prelude::{ArrayBuffer, Uint32ArraySlice};
 use napi::{Env, Result};
+
+/// Memory lent to V8 by [`external_u32_array`], which JavaScript may hand back before V8
+/// collects its buffer ([`Lent::take_back`]). Whichever comes first gets the words; the other
+/// finds none.
+pub struct Lent {
+    /// Where the words are: recognizes their ArrayBuffer.
+    address: usize,
+    words: Rc<Cell<Option<Vec<u32>>>>,
+}
+
+impl Lent {
+    /// The words back from `buffer` if it is the one they were lent as and no view of it
+    /// remains: `buffer` is detached (every view of it becomes empty) unless another isolate
+    /// already took it (a transfer detaches it here while the memory lives on there).
+    pub fn take_back(&self, buffer: ArrayBuffer) -> Result<Option<Vec<u32>>> {
+        if buffer.as_ptr() as usize != self.address || buffer.is_detached()? {
+            return Ok(None);
+        }
+        buffer.detach()?;
+        Ok(self.words.take())
+    }
+}
 
 /// A `Uint32Array` over `words` without a copy. Once V8 has collected the array and every view
 /// of its buffer, `collected` gets `words` back, on the JavaScript thread (Node-API runs the
-/// finalizers of external buffers there, with a usable `Env`). Empty `words` cannot be
-/// external (Node-API refuses a null pointer): they are copied.
+/// finalizers of external buffers there, with a usable `Env`), unless [`Lent::take_back`] took
+/// them first. Empty `words` cannot be external (Node-API refuses a null pointer): they are
+/// copied, and nothing is lent.
 pub fn external_u32_array<'env>(
     env: &'env Env,
     mut words: Vec<u32>,
     collected: impl FnOnce(Env, Vec<u32>) + 'env,
-) -> Result<Uint32ArraySlice<'env>> {
+) -> Result<(Uint32ArraySlice<'env>, Option<Lent>)> {
     if words.is_empty() {
-        return Uint32ArraySlice::from_data(env, words);
+        return Ok((Uint32ArraySlice::from_data(env, words)?, None));
     }
     let data = words.as_mut_ptr();
     let len = words.len();
-    // SAFETY: `data` points at `len` initialized words of `words`' heap allocation, which does
-    // not move when `words` (the hint) moves, and is neither read nor freed by us until V8 hands
-    // the hint back to `collected`, after the last view of the buffer is gone.
-    unsafe { Uint32ArraySlice::from_external(env, data, len, words, collected) }
+    let lent = Lent { address: data as usize, words: Rc::new(Cell::new(Some(words))) };
+    let slot = lent.words.clone();
+    let finalize = move |env, slot: Rc<Cell<Option<Vec<u32>>>>| {
+        if let Some(words) = slot.take() {
+            collected(env, words);
+        }
+    };
+    // SAFETY: `data` points at `len` initialized words of the heap allocation `slot` holds,
+    // which does not move when the Vec moves. We neither read, write nor free it until V8
+    // hands `slot` back to `finalize`, after the last view of the buffer is gone, or until
+    // `Lent::take_back` detached the buffer: V8 never touches a detached buffer's memory (its
+    // views read as empty), and its finalizer then finds the slot empty.
+    let array = unsafe { Uint32ArraySlice::from_external(env, data, len, slot, finalize) }?;
+    Ok((array, Some(lent)))
 }
