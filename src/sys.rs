@@ -303,15 +303,37 @@ pub fn send(socket: &Socket, data: &[u8], more: bool) -> io::Result<usize> {
     }
 }
 
-/// Like [`send`] for two buffers in one `sendmsg` (a writev).
-pub fn send2(socket: &Socket, first: &[u8], second: &[u8], more: bool) -> io::Result<usize> {
-    let bufs = [io::IoSlice::new(first), io::IoSlice::new(second)];
+/// Like [`send`] for several buffers in one `sendmsg` (a writev).
+pub fn send_vectored(socket: &Socket, bufs: &[io::IoSlice<'_>], more: bool) -> io::Result<usize> {
     loop {
-        match socket.send_vectored_with_flags(&bufs, send_flags(more)) {
+        match socket.send_vectored_with_flags(bufs, send_flags(more)) {
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(0),
             result => return result,
         }
+    }
+}
+
+/// Like [`send`] for two buffers in one `sendmsg` (a writev).
+pub fn send2(socket: &Socket, first: &[u8], second: &[u8], more: bool) -> io::Result<usize> {
+    send_vectored(socket, &[io::IoSlice::new(first), io::IoSlice::new(second)], more)
+}
+
+/// A socket as the `io::Write` that rustls writes its records into (all of them in one
+/// writev): each write sends what the kernel takes now, `Ok(0)` when it takes nothing.
+pub struct SocketWriter<'a>(pub &'a Socket);
+
+impl io::Write for SocketWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        send(self.0, buf, false)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        send_vectored(self.0, bufs, false)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

@@ -3,7 +3,6 @@
 //! encrypted. JavaScript writes to a TLS socket by queueing plaintext in the shared send queue;
 //! the loop thread encrypts and sends it, so no crypto runs on the JavaScript thread.
 
-use std::io;
 use std::sync::atomic::Ordering;
 
 use super::io::{errno_of, FIN_SENT, SHUTDOWN_REQUESTED};
@@ -15,10 +14,8 @@ use crate::event_loop::services::Services;
 use crate::sys;
 use crate::tls::Progress;
 
-/// Plaintext is encrypted only while less ciphertext than this waits for the kernel, so a slow
-/// peer holds its queue as plaintext rather than doubling it.
-const TLS_OUTPUT_WINDOW: usize = 256 * 1024;
-/// Plaintext encrypted per step (rustls cuts it into records of 16 KiB).
+/// Plaintext handed to the session per call (rustls cuts it into records of 16 KiB and takes
+/// it while less than `CIPHERTEXT_WINDOW` of them wait).
 const TLS_ENCRYPT_CHUNK: usize = 64 * 1024;
 
 impl Stream {
@@ -102,41 +99,47 @@ impl Stream {
         }
     }
 
-    /// Moves a TLS socket's output along: encrypts queued plaintext (while little ciphertext
-    /// waits), queues close_notify once a shutdown's data is out, sends what the kernel takes,
-    /// and so on until the kernel takes no more or all is out; then the FIN. Reports `Writable`
-    /// when a partial write or full `send` has drained. Ciphertext left waiting is what makes
-    /// the socket watch writability, so plaintext never waits without it.
+    /// Moves a TLS socket's output along: sends the ciphertext that waits, then encrypts queued
+    /// plaintext (a window's worth: `CIPHERTEXT_WINDOW`) and sends it, queues close_notify once
+    /// a shutdown's data is out, and so on until the kernel takes no more or all is out; then
+    /// the FIN. Plaintext is encrypted only once earlier ciphertext is all out, so a slow
+    /// peer's queue waits as plaintext. Reports `Writable` when a partial write or full `send`
+    /// has drained. Ciphertext left waiting is what makes the socket watch writability, so
+    /// plaintext never waits without it.
     pub(super) fn flush_tls(&mut self, services: &mut Services) {
         let (Some(io), Transport::Tls(session)) = (self.io.clone(), &mut self.transport) else { return };
+        let mut socket = sys::SocketWriter(&io.socket);
         let mut failure = None;
         loop {
-            if session.is_open() {
-                let mut queue = lock(&io.send_buffer);
-                while !queue.is_empty() && session.pending_output().len() < TLS_OUTPUT_WINDOW {
-                    let (front, _) = queue.as_slices();
-                    let taken = session.encrypt(&front[..front.len().min(TLS_ENCRYPT_CHUNK)]);
-                    if taken == 0 {
-                        break;
-                    }
-                    queue.drain(..taken);
-                }
-                io.buffered.store(queue.len(), Ordering::Release);
-                if queue.is_empty() && io.has(SHUTDOWN_REQUESTED) {
-                    session.close_notify();
-                }
-            }
-            if session.pending_output().is_empty() {
-                break;
-            }
-            match sys::send(&io.socket, session.pending_output(), false) {
-                Ok(sent) if sent > 0 => session.consume_output(sent),
-                Ok(_) => break,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+            match session.send_ciphertext(&mut socket) {
+                Ok(true) => {}
+                Ok(false) => break,
                 Err(err) => {
                     failure = Some(errno_of(&err));
                     break;
                 }
+            }
+            if !session.is_open() || session.close_notify_queued() {
+                break;
+            }
+            let mut queue = lock(&io.send_buffer);
+            let mut encrypted = false;
+            while !queue.is_empty() {
+                let (front, _) = queue.as_slices();
+                let taken = session.encrypt(&front[..front.len().min(TLS_ENCRYPT_CHUNK)]);
+                if taken == 0 {
+                    break;
+                }
+                queue.drain(..taken);
+                encrypted = true;
+            }
+            io.buffered.store(queue.len(), Ordering::Release);
+            let closing = queue.is_empty() && io.has(SHUTDOWN_REQUESTED);
+            drop(queue);
+            if closing {
+                session.close_notify();
+            } else if !encrypted {
+                break;
             }
         }
         let output_done = session.pending_output().is_empty();

@@ -2,7 +2,7 @@
 //! in, ciphertext to send out. The loop thread does the socket I/O around it, so handshakes and
 //! record crypto never run on the JavaScript thread, and this file is tested without sockets.
 
-use std::io::{BufRead, Write};
+use std::io::{self, BufRead, Write};
 use std::mem;
 use std::sync::Arc;
 
@@ -45,6 +45,18 @@ impl std::fmt::Debug for State {
             State::Established(_) => "Established",
             State::Failed => "Failed",
         })
+    }
+}
+
+/// Records rustls holds for the kernel at most (its buffer limit): `encrypt` takes plaintext
+/// while fewer wait, so a slow peer's queue stays plaintext rather than doubling, and one
+/// writev sends up to this much.
+pub const CIPHERTEXT_WINDOW: usize = 256 * 1024;
+
+impl State {
+    fn established(mut connection: Connection) -> State {
+        connection.set_buffer_limit(Some(CIPHERTEXT_WINDOW));
+        State::Established(Box::new(connection))
     }
 }
 
@@ -101,8 +113,7 @@ impl TlsSession {
             ServerName::DnsName(name) => Some(name.as_ref().to_owned()),
             _ => None,
         };
-        let mut session =
-            TlsSession::new(context, State::Established(Box::new(connection.into())), server_name);
+        let mut session = TlsSession::new(context, State::established(connection.into()), server_name);
         session.collect_output();
         Ok(session)
     }
@@ -239,7 +250,7 @@ impl TlsSession {
     fn establish(&mut self, accepted: Accepted, config: Arc<ServerConfig>) -> Result<(), TlsFailure> {
         match accepted.into_connection(config) {
             Ok(connection) => {
-                self.state = State::Established(Box::new(connection.into()));
+                self.state = State::established(connection.into());
                 Ok(())
             }
             Err((err, mut alert)) => {
@@ -263,16 +274,40 @@ impl TlsSession {
         Ok(mem::take(&mut self.held_input))
     }
 
-    /// Encrypts as much of `plaintext` as the session takes now (rustls bounds what it holds);
-    /// returns the bytes taken. Nothing is taken before the handshake completes.
+    /// Encrypts as much of `plaintext` as the session takes now: while less than
+    /// [`CIPHERTEXT_WINDOW`] of its records wait (rustls' buffer limit); returns the bytes
+    /// taken. The records wait in rustls for [`TlsSession::send_ciphertext`]. Nothing is taken
+    /// before the handshake completes.
     pub fn encrypt(&mut self, plaintext: &[u8]) -> usize {
         let State::Established(connection) = &mut self.state else { return 0 };
         if !self.opened || self.close_notify_queued {
             return 0;
         }
-        let taken = connection.writer().write(plaintext).unwrap_or(0);
+        connection.writer().write(plaintext).unwrap_or(0)
+    }
+
+    /// Sends ciphertext into `socket` until it takes no more (a write of 0): first what waits
+    /// in the output, then the records rustls holds, straight from its buffers in one writev
+    /// (copying a bulk stream's records into the output first cost a copy of every byte). What
+    /// the socket does not take waits in the output ([`TlsSession::pending_output`]). Returns
+    /// whether everything is out.
+    pub fn send_ciphertext(&mut self, socket: &mut dyn io::Write) -> io::Result<bool> {
+        while !self.pending_output().is_empty() {
+            let sent = socket.write(self.pending_output())?;
+            if sent == 0 {
+                return Ok(false);
+            }
+            self.consume_output(sent);
+        }
+        if let State::Established(connection) = &mut self.state {
+            while connection.wants_write() {
+                if connection.write_tls(socket)? == 0 {
+                    break;
+                }
+            }
+        }
         self.collect_output();
-        taken
+        Ok(self.pending_output().is_empty())
     }
 
     /// Queues close_notify: the peer learns no more data comes (the TLS half of a shutdown).
@@ -296,7 +331,7 @@ impl TlsSession {
     }
 
     /// The kernel took `count` bytes of [`TlsSession::pending_output`].
-    pub fn consume_output(&mut self, count: usize) {
+    fn consume_output(&mut self, count: usize) {
         self.sent += count;
         if self.sent >= self.output.len() {
             self.output.clear();
