@@ -1,6 +1,7 @@
 // TCP sockets against real node:net peers on loopback: our listen + a node:net client (server
 // side), our connect + a node:net server (client side). API.md "SocketContext" and "Socket".
 import net from 'node:net'
+import { inspect } from 'node:util'
 
 import test from 'ava'
 
@@ -1445,4 +1446,24 @@ test('many concurrent connections to our listener: each echoes its own data', as
   t.true(results.every(Boolean))
   await until(() => tracker.count('close') === 50, 'fifty closes')
   tracker.assertLifecycle(t)
+})
+
+test("onData's Buffer is a Buffer in every way node's own are: instanceof, isBuffer, constructor, subarray, inspect, methods", async (t) => {
+  const { ctx } = newContext(t)
+  const tracker = new Tracker(ctx)
+  const { client } = await listenAndConnect(t, ctx)
+  client.write('hello, buffer')
+  const { args } = await tracker.wait('data')
+  const data = args[0]
+  t.true(data instanceof Buffer)
+  t.true(Buffer.isBuffer(data))
+  t.is(data.constructor, Buffer)
+  const part = data.subarray(7)
+  t.true(Buffer.isBuffer(part))
+  t.is(part.toString(), 'buffer')
+  t.is(data.toString('hex'), Buffer.from('hello, buffer').toString('hex'))
+  t.true(data.equals(Buffer.from('hello, buffer')))
+  t.is(inspect(data), inspect(Buffer.from('hello, buffer')))
+  t.is(data.readUInt8(0), 'h'.charCodeAt(0))
+  client.destroy()
 })

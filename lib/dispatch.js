@@ -38,6 +38,28 @@ const ADDRESSES_AT = WORDS_PER_EVENT + OPEN_ADDRESSES
 const SERVER_NAME_AT = WORDS_PER_EVENT + SERVER_NAME_TEXT
 
 /**
+ * A Buffer over batch memory, made as Node makes its own Buffers (a Uint8Array whose prototype
+ * leads to Buffer.prototype, its constructor Buffer, so `instanceof`, `Buffer.isBuffer`,
+ * `subarray` and every method behave the same) without `Buffer.from`'s argument checks, which
+ * cost twice as much per Data record and datagram as the view itself.
+ */
+class BatchView extends Uint8Array {}
+Object.setPrototypeOf(BatchView.prototype, Buffer.prototype)
+BatchView.prototype.constructor = Buffer
+
+/**
+ * `length` bytes of `records`' memory from byte `start` of its buffer.
+ * @param {Uint32Array} records
+ * @param {number} start
+ * @param {number} length
+ * @returns {Buffer}
+ */
+function viewOf(records, start, length) {
+  const memory = /** @type {ArrayBuffer} */ (records.buffer)
+  return /** @type {Buffer} */ (/** @type {unknown} */ (new BatchView(memory, start, length)))
+}
+
+/**
  * What a loop's handle table holds at a slot index.
  * @typedef {import('./timer.js').Timer
  *   | import('./poll.js').Poll
@@ -154,7 +176,7 @@ function serverNameRequested(state, records, at) {
  */
 function serverNameOf(records, at) {
   const bytes = records[at + 3] - SERVER_NAME_TEXT * 4
-  return Buffer.from(records.buffer, records.byteOffset + (at + SERVER_NAME_AT) * 4, bytes).toString('latin1')
+  return viewOf(records, records.byteOffset + (at + SERVER_NAME_AT) * 4, bytes).toString('latin1')
 }
 
 /**
@@ -164,7 +186,7 @@ function serverNameOf(records, at) {
  * @param {number} length the record's `arg`
  */
 function dataOf(records, at, length) {
-  return Buffer.from(records.buffer, records.byteOffset + (at + WORDS_PER_EVENT) * 4, length)
+  return viewOf(records, records.byteOffset + (at + WORDS_PER_EVENT) * 4, length)
 }
 
 /**
@@ -197,7 +219,7 @@ function openedAddresses(records, at) {
   const remotePort = records[at + REMOTE_PORT_AT] | 0
   const localPort = records[at + LOCAL_PORT_AT] | 0
   const remoteLength = records[at + REMOTE_LENGTH_AT]
-  const text = Buffer.from(records.buffer, records.byteOffset + (at + ADDRESSES_AT) * 4, payloadBytes - OPEN_ADDRESSES * 4)
+  const text = viewOf(records, records.byteOffset + (at + ADDRESSES_AT) * 4, payloadBytes - OPEN_ADDRESSES * 4)
   return {
     remotePort,
     localPort,
@@ -206,4 +228,4 @@ function openedAddresses(records, at) {
   }
 }
 
-module.exports = { dispatchRecords, dataOf, openedByConnect, openedAddresses }
+module.exports = { dispatchRecords, dataOf, viewOf, openedByConnect, openedAddresses }

@@ -30,6 +30,7 @@ const {
 } = require('./validate.js')
 const { reportUncaught, systemError, withCode } = require('./errors.js')
 const { loopArgument } = require('./loop.js')
+const { viewOf } = require('./dispatch.js')
 
 /** The largest UDP payload over IPv4 (65,535 - 20 bytes of IP header - 8 of UDP header). */
 const MAX_IPV4_DATAGRAM = 65_507
@@ -576,10 +577,10 @@ class UdpSocket {
       const port = records[payload + DATAGRAM_PORT]
       const addressLength = records[payload + DATAGRAM_ADDRESS_LENGTH]
       const start = records.byteOffset + (payload + DATAGRAM_ADDRESS) * 4
-      const address = Buffer.from(records.buffer, start, addressLength).toString('latin1')
+      const address = viewOf(records, start, addressLength).toString('latin1')
       const dataLength = arg - DATAGRAM_ADDRESS * 4 - addressLength
       if (!this.#borrowData) this.#state.batchKept = true
-      this.#onData(this, Buffer.from(records.buffer, start + addressLength, dataLength), port, address)
+      this.#onData(this, viewOf(records, start + addressLength, dataLength), port, address)
     } else if (kind === EVENT_WRITABLE) {
       this.#full = false
       this.#onDrain?.(this)
