@@ -811,7 +811,7 @@ export interface UdpSocketOptions {
   borrowData?: boolean
   /**
    * Once per datagram, in arrival order. `data` is a view into the event batch it came in (as
-   * `onData` of a TCP socket: it may be kept; copy small parts you keep for long); `address`
+   * `onData` of a TCP socket: it may be kept, unless `borrowData`; copy small parts you keep for long); `address`
    * is the sender's IP address (IPv4 senders of a dual-stack socket as IPv4), `port` its port.
    */
   onData: (socket: UdpSocket, data: Buffer, port: number, address: string) => void
