@@ -547,7 +547,7 @@ export declare class SocketContext {
    * ClientHello without waiting for your reply) are handed to the session, never to `onData`;
    * data held back by `pause()` too. Bytes of the current `onData` chunk that followed the
    * command (a peer that pipelined its ClientHello) are yours to hand over as `options.head`:
-   * they are read first. Reply and upgrade in the same turn of the event loop (write the `220`,
+   * they are read first (copied at the call: a `borrowData` Buffer or a reused one is fine). Reply and upgrade in the same turn of the event loop (write the `220`,
    * then call `upgrade`): the peer starts TLS once it read the reply.
    *
    * Writes after the call are queued and encrypted once the handshake completed. Its completion

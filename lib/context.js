@@ -368,7 +368,9 @@ class SocketContext {
     if (!socket.isEstablished) throw refuse('is not open yet (still connecting)')
     if (socket.isShutDown) throw refuse('is shut down (it cannot send its side of the handshake)')
     context.state.checkOpen()
-    const headBytes = head == null ? undefined : Buffer.from(head.buffer, head.byteOffset, head.byteLength)
+    // A copy: the session reads it once the loop applied the upgrade, after this dispatch, and
+    // the caller may reuse its memory (or lend it: onData's Buffer with borrowData).
+    const headBytes = head == null ? undefined : Buffer.from(new Uint8Array(head.buffer, head.byteOffset, head.byteLength))
     socket[kUpgrade](this, servername ?? undefined, headBytes)
     return socket
   }
