@@ -209,11 +209,38 @@ test('bad arguments throw naming the argument; nothing is sent', (t) => {
   t.throws(() => new UdpSocket(loop, { host: 5 as never, onData }), { instanceOf: TypeError, message: /options\.host/ })
   t.throws(() => new UdpSocket(loop, { host: 'a\0b', onData }), { code: 'ERR_INVALID_ARG_VALUE' })
   const socket = new UdpSocket(loop, { host: '127.0.0.1', onData })
+  // First: the one-entry cache of the last address checked starts empty, and '' is not in it.
+  t.throws(() => socket.send('x', 9, ''), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE', message: /IP address/ })
   t.throws(() => socket.send('x', 9, 'localhost'), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_VALUE', message: /IP address/ })
   t.throws(() => socket.send('x', 0, '127.0.0.1'), { instanceOf: RangeError, message: /port/ })
   t.throws(() => socket.send(Buffer.alloc(65_508), 9, '127.0.0.1'), { instanceOf: RangeError, message: /65507/ })
   t.throws(() => socket.send(5 as never, 9, '127.0.0.1'), { instanceOf: TypeError, message: /data/ })
   t.throws(() => new UdpSocket(loop, { host: '127.0.0.1', port: socket.port, exclusive: true, onData }), { code: 'EADDRINUSE' })
+})
+
+test("an address send() refuses inside onData throws there and spoils none of the batch's coalesced datagrams", async (t) => {
+  const loop = newLoop(t)
+  const refused: string[] = []
+  const { socket: server } = receiver(loop, {
+    onData(self, data, port, address) {
+      try {
+        self.send(data, port, '')
+      } catch (err) {
+        refused.push((err as NodeJS.ErrnoException).code ?? 'no code')
+      }
+      self.send(data, port, address)
+    },
+  })
+  t.teardown(() => server.close())
+  const peer = await nodeDgram('udp4', '127.0.0.1')
+  t.teardown(() => peer.close())
+  const echoes: string[] = []
+  peer.on('message', (message) => echoes.push(message.toString()))
+  for (const text of ['one', 'two', 'three']) peer.send(text, server.port, '127.0.0.1')
+  await until(() => echoes.length === 3, 'the echoes')
+  t.deepEqual(echoes.sort(), ['one', 'three', 'two'])
+  t.deepEqual(refused, ['ERR_INVALID_ARG_VALUE', 'ERR_INVALID_ARG_VALUE', 'ERR_INVALID_ARG_VALUE'])
+  t.is(server.sendDropped, 0)
 })
 
 test('close(): the port is free at once, later calls are harmless; loop.close() closes open ones', async (t) => {

@@ -304,7 +304,7 @@ class UdpSocket {
    * @param {unknown} address
    */
   #familyOf(address) {
-    if (address === this.#checkedAddress) return this.#checkedFamily
+    if (this.#checkedFamily !== 0 && address === this.#checkedAddress) return this.#checkedFamily
     const family = validateAddress(address, 'address')
     this.#checkedAddress = /** @type {string} */ (address)
     this.#checkedFamily = family
