@@ -41,7 +41,8 @@ const SERVER_NAME_AT = WORDS_PER_EVENT + SERVER_NAME_TEXT
  * A Buffer over batch memory, made as Node makes its own Buffers (a Uint8Array whose prototype
  * leads to Buffer.prototype, its constructor Buffer, so `instanceof`, `Buffer.isBuffer`,
  * `subarray` and every method behave the same) without `Buffer.from`'s argument checks, which
- * cost twice as much per Data record and datagram as the view itself.
+ * cost twice as much per Data record and datagram as the view itself. (Node's own class,
+ * `Buffer[Symbol.species]`, measured slower here: 5-10% fewer pipelined echoes per second.)
  */
 class BatchView extends Uint8Array {}
 Object.setPrototypeOf(BatchView.prototype, Buffer.prototype)

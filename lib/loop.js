@@ -15,6 +15,9 @@ const { dispatchRecords } = require('./dispatch.js')
 // How long one delivery dispatches batches before it lets Node's event loop run.
 const DELIVERY_SLICE_MS = 5
 const DEFAULT_MAX_PENDING_BYTES = 8 * 1024 * 1024
+// Bits of LoopState.batchViews.
+const VIEWS_LENT = 1
+const VIEWS_KEPT = 2
 const MIN_MAX_PENDING_BYTES = 64 * 1024
 const MAX_MAX_PENDING_BYTES = 2 ** 40
 // The loop thread's spin after a delivery is for latency, so it stays short: at most 10 ms.
@@ -56,11 +59,12 @@ class LoopState {
     /** True while a batch is being dispatched: run() settles after it, not in the middle. */
     this.dispatching = false
     /**
-     * Whether the batch being dispatched handed a view of its memory to a handler that may
-     * keep it (a context or UDP socket without borrowData): then V8's collector, not the end
-     * of the dispatch, gives the batch's memory back to the loop.
+     * The views of its memory the batch being dispatched handed to handlers: VIEWS_LENT for
+     * one to a borrowing handler (borrowData), VIEWS_KEPT for one to a handler that may keep
+     * it. Only a batch whose views were all lent goes back to the loop when its dispatch
+     * ends; the others V8's collector gives back.
      */
-    this.batchKept = false
+    this.batchViews = 0
     /**
      * UDP sockets whose send() calls of the batch being dispatched wait for one sendmmsg,
      * flushed when the batch's dispatch ends.
@@ -89,12 +93,12 @@ class LoopState {
     try {
       let records
       while ((records = core.takeBatch()) !== null) {
-        this.batchKept = false
+        this.batchViews = 0
         dispatchRecords(this, records)
         this.flushCoalescedSends()
-        // Every view of the batch went to a borrowing handler (or none was made): its memory
-        // goes back to the loop now, still in the cache, and V8 has nothing to collect.
-        if (!this.batchKept && !this.closed) core.releaseBatch(/** @type {ArrayBuffer} */ (records.buffer))
+        // Every view of the batch was lent: its memory goes back to the loop now, still in the
+        // cache, and V8 has nothing to collect.
+        if (this.batchViews === VIEWS_LENT && !this.closed) core.releaseBatch(/** @type {ArrayBuffer} */ (records.buffer))
         if (performance.now() >= yieldAt && !this.closed) {
           // The doorbell rings only once everything pending was taken: come back for the rest.
           setImmediate(() => this.deliver())
@@ -108,6 +112,14 @@ class LoopState {
     // A handle released and held again within the batch (a one-shot timer whose callback
     // re-arms it) never made the loop idle.
     if (this.holds === 0) this.settleRun()
+  }
+
+  /**
+   * A handler got a view of the batch being dispatched, lent (borrowData) or to keep.
+   * @param {boolean} lent
+   */
+  handedOut(lent) {
+    this.batchViews |= lent ? VIEWS_LENT : VIEWS_KEPT
   }
 
   /** Sends what UDP sockets coalesced during the batch just dispatched (one sendmmsg each). */

@@ -627,7 +627,7 @@ class Socket {
     switch (kind) {
       case EVENT_DATA: {
         const data = dataOf(records, at, arg)
-        if (!context.borrowData) this.#state.batchKept = true
+        this.#state.handedOut(context.borrowData)
         if (this.#upgradeInput === null && this.#heldBack === null) {
           handlers.onData(this, data)
           break

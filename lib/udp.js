@@ -579,7 +579,7 @@ class UdpSocket {
       const start = records.byteOffset + (payload + DATAGRAM_ADDRESS) * 4
       const address = viewOf(records, start, addressLength).toString('latin1')
       const dataLength = arg - DATAGRAM_ADDRESS * 4 - addressLength
-      if (!this.#borrowData) this.#state.batchKept = true
+      this.#state.handedOut(this.#borrowData)
       this.#onData(this, viewOf(records, start + addressLength, dataLength), port, address)
     } else if (kind === EVENT_WRITABLE) {
       this.#full = false

@@ -320,7 +320,9 @@ pub fn send2(socket: &Socket, first: &[u8], second: &[u8], more: bool) -> io::Re
 }
 
 /// A socket as the `io::Write` that rustls writes its records into (all of them in one
-/// writev): each write sends what the kernel takes now, `Ok(0)` when it takes nothing.
+/// writev): each write sends what the kernel takes now, `Ok(0)` when it takes nothing (not
+/// the `io::Write` convention, so not for `write_all`: callers stop at 0 and wait for
+/// writability).
 pub struct SocketWriter<'a>(pub &'a Socket);
 
 impl io::Write for SocketWriter<'_> {

@@ -500,6 +500,7 @@ impl LoopCore {
         } else {
             let copy = Uint32ArraySlice::copy_from(env, js.records()).map_err(napi_error)?;
             js.release_records();
+            self.lent.set(None);
             copy
         };
         Ok(Some(records))

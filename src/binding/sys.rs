@@ -18,9 +18,9 @@ pub struct Lent {
 }
 
 impl Lent {
-    /// The words back from `buffer` if it is the one they were lent as and no view of it
-    /// remains: `buffer` is detached (every view of it becomes empty) unless another isolate
-    /// already took it (a transfer detaches it here while the memory lives on there).
+    /// The words back from `buffer` if it is the one they were lent as: `buffer` is detached,
+    /// so every view of it becomes empty, unless it is detached already (a transfer to another
+    /// isolate detaches it here while the memory lives on there: then the words stay lent).
     pub fn take_back(&self, buffer: ArrayBuffer) -> Result<Option<Vec<u32>>> {
         if buffer.as_ptr() as usize != self.address || buffer.is_detached()? {
             return Ok(None);
@@ -56,7 +56,10 @@ pub fn external_u32_array<'env>(
     // which does not move when the Vec moves. We neither read, write nor free it until V8
     // hands `slot` back to `finalize`, after the last view of the buffer is gone, or until
     // `Lent::take_back` detached the buffer: V8 never touches a detached buffer's memory (its
-    // views read as empty), and its finalizer then finds the slot empty.
+    // views read as empty), and its finalizer then finds the slot empty. Native code that
+    // took a pointer into a view before the detach (an unfinished `net.Socket` write, an
+    // `fs.write`) would still read it; not giving a lent Buffer to such code is the
+    // `borrowData` contract (index.d.ts), which only borrowing handlers opt into.
     let array = unsafe { Uint32ArraySlice::from_external(env, data, len, slot, finalize) }?;
     Ok((array, Some(lent)))
 }

@@ -372,10 +372,6 @@ impl TlsSession {
     /// Moves what rustls has to send into `output`.
     fn collect_output(&mut self) {
         if let State::Established(connection) = &mut self.state {
-            if self.sent > 0 && self.sent == self.output.len() {
-                self.output.clear();
-                self.sent = 0;
-            }
             while connection.wants_write() {
                 // Writing into a Vec cannot fail.
                 if connection.write_tls(&mut self.output).is_err() {
