@@ -314,7 +314,7 @@ class UdpSocket {
   /**
    * Adds a datagram to the ones the current dispatch's flush sends (a copy: the caller may
    * reuse its buffer at once).
-   * @param {ArrayBufferView} bytes
+   * @param {Uint8Array} bytes what bytesOf made of send's data
    * @param {number} port
    * @param {string | undefined} address undefined on a connected socket
    */
@@ -333,7 +333,7 @@ class UdpSocket {
       this.#packed.copy(grown, 0, 0, this.#packedBytes)
       this.#packed = grown
     }
-    this.#packed.set(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, length), this.#packedBytes)
+    this.#packed.set(bytes, this.#packedBytes)
     this.#packedBytes += length
     const meta = this.#meta
     meta[3 * count] = this.#packedBytes
