@@ -569,7 +569,10 @@ export declare class SocketContext {
    * (`createChild`). Open sockets, and handshakes whose ClientHello was already read, keep what
    * they have. Server names (`addServerName`) keep their entries: add a pattern again to rotate
    * its certificate. Session caches carry over, so clients resume across a rotation; with
-   * `ticketKeys`, those become the ticket key (the previous one still opens its tickets).
+   * `ticketKeys`, those become the ticket key (the previous one still opens its tickets). A
+   * client's cached sessions were verified under the trust settings they were made with: after
+   * a `setTls` that changes `ca` or `rejectUnauthorized`, it still resumes them until they
+   * expire; to drop them, connect from a new context.
    * @throws what the constructor throws for the same options, and then nothing changed;
    *   `ERR_TLS_NO_CERTIFICATE` when a context that serves is given no key and certificate;
    *   `ERR_TLS_REQUIRED` on a plain context.
