@@ -71,7 +71,7 @@ export declare class LoopCore {
    * Starts the loop thread. `deliver` is called (with no arguments) whenever events wait in
    * `takeBatch`; it must take them all.
    */
-  constructor(deliver: () => void, maxPendingBytes: number, spinMicroseconds: number)
+  constructor(deliver: () => void, maxPendingBytes: number, spinMicroseconds: number, javascriptMayDrive: boolean)
   /**
    * All pending event records (`[kind, index, stamp, arg]` each), or null when there are none.
    * Taking acknowledges the records taken before: their callbacks have run.

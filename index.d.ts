@@ -41,12 +41,25 @@ export interface LoopOptions {
    * use it: `npm run bench -- tcp` shows a server with 50 beside the default.
    */
   spinMicroseconds?: number
+  /**
+   * Whether the JavaScript thread may run the loop's iterations itself while the loop is
+   * light: no TLS in use on it, no bulk data moving, `spinMicroseconds` 0. Then each event
+   * costs one thread wake-up instead of two (the loop thread waking for the socket, then
+   * waking JavaScript): on a shared core that is most of a small round trip's overhead.
+   * The loop thread takes the driving back at the first iteration that moves 64 KiB or more,
+   * and for good once the loop uses TLS (all TLS work stays off the JavaScript thread).
+   * The difference you can observe: while JavaScript drives and a handler runs long, nothing
+   * is read meanwhile (as with `node:net`), where the loop thread would read ahead into the
+   * next batch, up to `maxPendingBytes`. Boolean. Default true; README, "Who runs the loop".
+   */
+  driveFromJavaScript?: boolean
 }
 
 /**
  * An event loop (`us_loop`): one native thread with an epoll poller that does the syscalls,
  * timers and all TLS work (handshakes, encryption, decryption), and delivers events to
- * JavaScript callbacks in batches.
+ * JavaScript callbacks in batches. While the loop is light and uses no TLS, the JavaScript
+ * thread may run its iterations instead (`LoopOptions.driveFromJavaScript`).
  *
  * Liveness: the process (or worker) stays alive exactly while some Loop holds an active
  * non-fallthrough handle (an armed timer, a started poll, ...). An idle loop never keeps it

@@ -6,7 +6,7 @@ import tls from 'node:tls'
 
 import test, { type ExecutionContext } from 'ava'
 
-import { Loop, SocketContext, type SocketContextOptions, type Socket, type SocketError, type TlsOptions } from '../index.js'
+import { Loop, type LoopOptions, SocketContext, type SocketContextOptions, type Socket, type SocketError, type TlsOptions } from '../index.js'
 import { keyCert, subjectOf } from './helpers/interop'
 import { ROOT, closedPort, deferred, newContext, randomBytes, runNode, sha256, until, withTimeout } from './helpers/net'
 import { fixture, fixturePath, opensslAvailable, startOpensslServer } from './helpers/tls'
@@ -50,8 +50,9 @@ function starttlsServer(
   onCommand: (socket: Socket, data: Buffer, server: StarttlsServer) => void,
   secureOptions: TlsOptions = SERVER,
   plainOptions: SocketContextOptions = {},
+  loopOptions: LoopOptions = {},
 ): StarttlsServer {
-  const loop = newLoop(t)
+  const loop = newLoop(t, loopOptions)
   const plain = new SocketContext(loop, plainOptions)
   const secure = new SocketContext(loop, { tls: secureOptions })
   const server: StarttlsServer = { loop, plain, secure, port: 0, plainData: [], opened: [], tlsData: [], closes: [] }
@@ -202,7 +203,7 @@ for (const borrowData of [false, true]) {
       busyWait(400)
       upgradedAfterMs = performance.now() - start
       secure.upgrade(socket)
-    }, SERVER, { borrowData })
+    }, SERVER, { borrowData }, { driveFromJavaScript: false }) // read-ahead is the loop thread's
     const peer = `
       const net = require('node:net'), tls = require('node:tls'), fs = require('node:fs')
       const socket = net.connect(${server.port}, '127.0.0.1', () => {

@@ -38,6 +38,8 @@ runMain(() =>
       NODE_NET,
       BUN,
       nodeServer('usockets-rs', 'usockets-echo.js'),
+      // The same with the loop thread always driving (README, "Who runs the loop").
+      nodeServer('usockets-rs thread', 'usockets-echo.js', ['--thread-only']),
       // The same with the loop polling for 50 µs after each delivery: latency for CPU.
       nodeServer('usockets-rs spin', 'usockets-echo.js', ['--spin-us', '50']),
       // The same with borrowData: onData's Buffer is lent, its batch reused after the dispatch.

@@ -34,9 +34,10 @@ class LoopState {
    * @param {Loop} loop
    * @param {number} maxPendingBytes
    * @param {number} spinMicroseconds
+   * @param {boolean} driveFromJavaScript
    * @param {((loop: Loop) => void) | undefined} onWakeup
    */
-  constructor(loop, maxPendingBytes, spinMicroseconds, onWakeup) {
+  constructor(loop, maxPendingBytes, spinMicroseconds, driveFromJavaScript, onWakeup) {
     this.loop = loop
     this.onWakeup = onWakeup
     /**
@@ -72,7 +73,7 @@ class LoopState {
      */
     this.coalescedSends = []
     this.lastIteration = 0
-    this.core = new LoopCore(() => this.deliver(), maxPendingBytes, spinMicroseconds)
+    this.core = new LoopCore(() => this.deliver(), maxPendingBytes, spinMicroseconds, driveFromJavaScript)
     // Handles forgotten without close(): free their native slot once they are collected.
     // (Armed or started handles are in `handles`, so they are never collected.)
     /** @type {FinalizationRegistry<number>} */
@@ -202,14 +203,22 @@ class Loop {
    * @param {import('../index.js').LoopOptions} [options]
    */
   constructor(options) {
-    const { onWakeup, maxPendingBytes = DEFAULT_MAX_PENDING_BYTES, spinMicroseconds = 0 } = validateOptions(options, 'options')
+    const {
+      onWakeup,
+      maxPendingBytes = DEFAULT_MAX_PENDING_BYTES,
+      spinMicroseconds = 0,
+      driveFromJavaScript = true,
+    } = validateOptions(options, 'options')
     if (onWakeup !== undefined) validateFunction(onWakeup, 'options.onWakeup')
     validateInteger(maxPendingBytes, 'options.maxPendingBytes', MIN_MAX_PENDING_BYTES, MAX_MAX_PENDING_BYTES)
     validateInteger(spinMicroseconds, 'options.spinMicroseconds', 0, MAX_SPIN_MICROSECONDS)
+    if (typeof driveFromJavaScript !== 'boolean') {
+      throw invalidArgType('options.driveFromJavaScript', 'of type boolean', driveFromJavaScript)
+    }
     /** @type {unknown} */
     this.ext = undefined
     const wakeup = /** @type {((loop: Loop) => void) | undefined} */ (onWakeup)
-    this[kState] = new LoopState(this, maxPendingBytes, spinMicroseconds, wakeup)
+    this[kState] = new LoopState(this, maxPendingBytes, spinMicroseconds, driveFromJavaScript, wakeup)
     hideInternal(this, kState)
   }
 

@@ -30,6 +30,7 @@ const { values, positionals } = parseArgs({
     starttls: { type: 'boolean', default: false },
     borrow: { type: 'boolean', default: false },
     'spin-us': { type: 'string', default: '0' },
+    'thread-only': { type: 'boolean', default: false },
     workers: { type: 'string', default: '0' },
   },
 })
@@ -39,7 +40,7 @@ const workers = Number(values.workers)
 function serve(port) {
   // All TLS work happens on the loop thread (index.d.ts, SocketContext): the JS thread sees plaintext only.
   const tls = { keyFileName: path.join(FIXTURES, 'server.key'), certFileName: path.join(FIXTURES, 'server.pem') }
-  const loop = new Loop({ spinMicroseconds: Number(values['spin-us']) })
+  const loop = new Loop({ spinMicroseconds: Number(values['spin-us']), driveFromJavaScript: !values['thread-only'] })
   const context = new SocketContext(loop, { tls: values.tls || values.starttls ? tls : undefined, borrowData: values.borrow })
   const accepted = { count: 0 }
   context.onOpen(() => accepted.count++)

@@ -12,17 +12,17 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{ArrayBuffer, Buffer, Function, Uint32ArraySlice};
+use napi::bindgen_prelude::{ArrayBuffer, Buffer, Function, FunctionRef, Uint32ArraySlice};
 use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi::{Env, Status};
 use napi_derive::napi;
 
 use crate::error::Error;
-use crate::event_loop::{BatchPool, EventLoop, JsSide, LoopConfig, SlotId};
+use crate::event_loop::{BatchPool, Drive, EventLoop, JsSide, LoopConfig, SlotId};
 use crate::net::{ClientTls, ConnectTarget, KeyingMaterialRequest, ListenOptions, SocketTimeout};
 use crate::proxy::{Addresses, Command, Expect, Header};
 use crate::tls::{ConfigError, TlsContext, TlsFailure, TlsOptions, TlsVersion};
-use sys::Lent;
+use sys::{Lent, PollerWatch, WatchControl};
 
 #[allow(unsafe_code)]
 mod sys;
@@ -398,6 +398,32 @@ fn give_back(env: &Env, pool: &BatchPool, counted: i64, words: Vec<u32>) {
     pool.recycle(words);
 }
 
+/// One iteration on the JavaScript thread, which drives the loop (`PollerWatch` calls it when
+/// the poller is ready or its timer due): the events it produced are dispatched at once.
+fn drive(env: &Env, control: &WatchControl, event_loop: &EventLoop, deliver: &FunctionRef<(), ()>) {
+    let published = match event_loop.drive() {
+        Drive::NotDriving => {
+            control.stop();
+            return;
+        }
+        Drive::HandedBack { published } => {
+            control.stop();
+            published
+        }
+        Drive::Driving { published, wake_after } => {
+            control.wake_after(wake_after);
+            published
+        }
+    };
+    if published {
+        // The doorbell's threadsafe function calls the same function; an exception escaping
+        // it is reported as uncaught either way.
+        if let Err(err) = deliver.borrow_back(env).and_then(|deliver| deliver.call(())) {
+            env.fatal_exception(err);
+        }
+    }
+}
+
 /// One loop thread and its delivery channel. Internal: `index.js` wraps it as `Loop`.
 #[napi]
 pub struct LoopCore {
@@ -410,6 +436,8 @@ pub struct LoopCore {
     /// The external batch handed out last, with what was counted for it: JavaScript gives it
     /// back after dispatching it if no handler kept a view of it (`release_batch`).
     lent: Cell<Option<(Lent, i64)>>,
+    /// libuv watching the loop's poller, for the times the JavaScript thread drives the loop.
+    watch: Option<PollerWatch>,
 }
 
 impl LoopCore {
@@ -433,7 +461,9 @@ impl LoopCore {
         deliver: Function<(), ()>,
         max_pending_bytes: f64,
         spin_microseconds: f64,
+        javascript_may_drive: bool,
     ) -> Result<Self> {
+        let deliver_here = deliver.create_ref().map_err(napi_error)?;
         let doorbell = deliver
             .build_threadsafe_function::<()>()
             .weak::<true>()
@@ -443,6 +473,7 @@ impl LoopCore {
         let config = LoopConfig {
             max_pending_bytes: max_pending_bytes as usize,
             spin: Duration::from_micros(spin_microseconds as u64),
+            javascript_may_drive,
         };
         let event_loop = EventLoop::start(
             config,
@@ -456,7 +487,23 @@ impl LoopCore {
             event_loop.stop();
             return Err(napi_error(err));
         }
-        Ok(LoopCore { event_loop: Some(event_loop), js: RefCell::default(), lent: Cell::new(None) })
+        let watch = if javascript_may_drive {
+            let driven = event_loop.clone();
+            let on_wake = Box::new(move |env: &Env, control: &WatchControl| {
+                drive(env, control, &driven, &deliver_here)
+            });
+            match PollerWatch::new(&env, event_loop.poller_fd(), on_wake) {
+                Ok(watch) => Some(watch),
+                Err(err) => {
+                    event_loop.stop();
+                    unregister_from_environment(&event_loop);
+                    return Err(napi_error(err));
+                }
+            }
+        } else {
+            None
+        };
+        Ok(LoopCore { event_loop: Some(event_loop), js: RefCell::default(), lent: Cell::new(None), watch })
     }
 
     /// All pending event records (`[kind, index, stamp, arg]` each), or null when there are none.
@@ -466,6 +513,15 @@ impl LoopCore {
         let Some(event_loop) = &self.event_loop else { return Ok(None) };
         let mut js = self.js.borrow_mut();
         if !event_loop.take_batch(&mut js) {
+            // Everything is dispatched: the moment to take the driving if it is offered.
+            if let Some(watch) = &self.watch {
+                if event_loop.take_drive() {
+                    if let Err(err) = watch.start() {
+                        event_loop.hand_back_drive();
+                        return Err(napi_error(err));
+                    }
+                }
+            }
             return Ok(None);
         }
         // A large batch (bulk data) is handed over as it is, as external memory that V8 frees
@@ -895,6 +951,7 @@ impl LoopCore {
     /// Stops and joins the loop thread. Idempotent.
     #[napi]
     pub fn close(&mut self) {
+        self.watch = None;
         if let Some(event_loop) = self.event_loop.take() {
             event_loop.stop();
             unregister_from_environment(&event_loop);

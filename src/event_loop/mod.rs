@@ -12,6 +12,7 @@
 //! `crate::net`); `thread` (routing), which nothing else imports.
 
 pub(crate) mod batch;
+mod handover;
 #[allow(unsafe_code)]
 pub(crate) mod poller;
 mod polls;
@@ -40,6 +41,8 @@ use crate::error::{Error, Result};
 use crate::net::{ListenerIo, SocketCommand, SocketIo};
 use crate::sys;
 use batch::{Delivery, Taken};
+pub use handover::Drive;
+use handover::Driver;
 use poller::{Poller, Trigger};
 use slots::{Slab, SlotAllocator};
 use thread::LoopThread;
@@ -57,11 +60,15 @@ pub struct LoopConfig {
     /// between polls) for this long, so the reply to what it delivered is picked up without a
     /// wake-up. Zero: it sleeps at once.
     pub spin: Duration,
+    /// While the loop is light and uses no TLS, the loop thread may hand the driving to the
+    /// JavaScript thread (see `handover.rs`), which must then call [`EventLoop::drive`] when
+    /// [`EventLoop::poller_fd`] is readable. Not without spin.
+    pub javascript_may_drive: bool,
 }
 
 impl Default for LoopConfig {
     fn default() -> Self {
-        LoopConfig { max_pending_bytes: 8 << 20, spin: Duration::ZERO }
+        LoopConfig { max_pending_bytes: 8 << 20, spin: Duration::ZERO, javascript_may_drive: false }
     }
 }
 
@@ -115,6 +122,9 @@ pub(crate) struct Shared {
     pub delivery: Delivery,
     wakeup_requested: AtomicBool,
     stopping: AtomicBool,
+    /// Set once a TLS listener, socket or upgrade was asked of the loop: from then on only the
+    /// loop thread drives it, so that no TLS work runs on the JavaScript thread.
+    uses_tls: AtomicBool,
     iteration: AtomicU64,
     pub config: LoopConfig,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -124,6 +134,16 @@ pub(crate) struct Shared {
     pub opened: Mutex<Vec<(SlotId, Arc<SocketIo>, bool)>>,
     /// The origin of socket timeout ticks.
     pub started: Instant,
+}
+
+impl Shared {
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    fn uses_tls(&self) -> bool {
+        self.uses_tls.load(Ordering::SeqCst)
+    }
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (every critical section
@@ -137,6 +157,7 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Clone, Debug)]
 pub struct EventLoop {
     pub(crate) shared: Arc<Shared>,
+    driver: Arc<Driver>,
 }
 
 impl EventLoop {
@@ -150,17 +171,51 @@ impl EventLoop {
             delivery: Delivery::default(),
             wakeup_requested: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            uses_tls: AtomicBool::new(false),
             iteration: AtomicU64::new(0),
             config,
             thread: Mutex::new(None),
             opened: Mutex::default(),
             started: Instant::now(),
         });
-        let loop_thread = LoopThread::new(Arc::clone(&shared), doorbell);
-        let thread =
-            std::thread::Builder::new().name("usockets-loop".into()).spawn(move || loop_thread.run())?;
+        let driver = Arc::new(Driver::new(LoopThread::new(Arc::clone(&shared), doorbell)));
+        let (thread_driver, thread_shared) = (Arc::clone(&driver), Arc::clone(&shared));
+        let thread = std::thread::Builder::new()
+            .name("usockets-loop".into())
+            .spawn(move || thread::run(&thread_driver, &thread_shared))?;
         *lock(&shared.thread) = Some(thread);
-        Ok(EventLoop { shared })
+        Ok(EventLoop { shared, driver })
+    }
+
+    /// The poller's descriptor: readable while the loop has something to do (see
+    /// [`LoopConfig::javascript_may_drive`]).
+    pub fn poller_fd(&self) -> RawFd {
+        self.shared.poller.as_raw_fd()
+    }
+
+    /// JavaScript thread, having found nothing more to take: takes the driving if the loop
+    /// thread offered it. From then on the caller runs [`EventLoop::drive`] whenever
+    /// [`EventLoop::poller_fd`] is readable or the wake-up it returned is due.
+    pub fn take_drive(&self) -> bool {
+        self.driver.take()
+    }
+
+    /// JavaScript thread: runs one iteration of the loop if it drives it (see [`Drive`]).
+    pub fn drive(&self) -> Drive {
+        self.driver.drive(&self.shared)
+    }
+
+    /// JavaScript thread: gives the driving back to the loop thread (it cannot watch the
+    /// poller after all).
+    pub fn hand_back_drive(&self) {
+        self.driver.hand_back();
+    }
+
+    /// Notes that TLS is about to be used on this loop: the loop thread drives it from now on.
+    pub(crate) fn use_tls(&self) {
+        if !self.shared.uses_tls.swap(true, Ordering::SeqCst) && !self.driver.thread_drives() {
+            self.driver.hand_back();
+        }
     }
 
     pub(crate) fn check_open(&self) -> Result<()> {
@@ -289,6 +344,7 @@ impl EventLoop {
     pub fn stop(&self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
         let _ = self.shared.poller.notify();
+        self.driver.wake_parked();
         let thread = lock(&self.shared.thread).take();
         if let Some(thread) = thread {
             // A panic on the loop thread has already been reported by the panic hook; the

@@ -178,6 +178,11 @@ impl Poller {
         unsafe { borrow_user_fd(fd, |fd| self.unwatch(fd)) }
     }
 
+    /// The epoll descriptor: readable while a registered descriptor is ready or `notify` rang.
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.registry.as_raw_fd()
+    }
+
     /// Waits until a registered descriptor is ready, `notify` is called, or `timeout` passes,
     /// and replaces `events` with what was ready. Only the loop thread waits.
     pub fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {

@@ -9,7 +9,7 @@ use super::batch::Batch;
 use super::poller::Poller;
 use super::slots::{SlotAllocator, SlotId};
 use super::timeouts::Timeouts;
-use super::{lock, Doorbell, Shared};
+use super::{lock, Shared};
 
 pub(crate) struct Services {
     pub shared: Arc<Shared>,
@@ -64,7 +64,7 @@ impl Services {
 
     /// Hands the iteration's events over, ringing `doorbell` if no delivery was pending;
     /// returns whether there were any.
-    pub fn publish(&mut self, doorbell: &mut Doorbell) -> bool {
+    pub fn publish(&mut self, doorbell: &mut dyn FnMut()) -> bool {
         if self.events.is_empty() {
             return false;
         }

@@ -676,3 +676,119 @@ fn past_max_connections_a_connection_is_closed_at_once_and_counted() {
     open_and_data(&mut h, 0);
     assert_eq!(h.event_loop.listener_counts(&h.js, listener), Some((0, 1)));
 }
+
+// --- who drives (handover.rs) -------------------------------------------------------------------
+
+fn javascript_may_drive() -> Harness {
+    Harness::with_config(LoopConfig { javascript_may_drive: true, ..LoopConfig::default() })
+}
+
+/// Plays JavaScript until it holds the driving: delivers what comes (short timers make the
+/// loop thread iterate, lightly) and, each time nothing is left to take, accepts an offer.
+fn take_the_driving(h: &mut Harness) {
+    let id = h.event_loop.create_handle().unwrap();
+    let deadline = Instant::now() + 5 * SECOND;
+    while Instant::now() < deadline {
+        h.event_loop.arm_timer(id, 1, Duration::from_millis(1), None).unwrap();
+        h.deliver(Duration::from_millis(50));
+        if h.event_loop.take_drive() {
+            while h.rings.try_recv().is_ok() {}
+            return;
+        }
+    }
+    panic!("the loop thread never offered the driving");
+}
+
+/// Runs iterations on this thread, as libuv's watch does, until `done` says so; returns the
+/// events of every iteration and the last `Drive`.
+fn drive_until(h: &mut Harness, mut done: impl FnMut(&Drive, &[Event]) -> bool) -> (Vec<Event>, Drive) {
+    let mut events = Vec::new();
+    let deadline = Instant::now() + 5 * SECOND;
+    while Instant::now() < deadline {
+        let drive = h.event_loop.drive();
+        if matches!(drive, Drive::Driving { published: true, .. } | Drive::HandedBack { published: true }) {
+            while h.event_loop.take_batch(&mut h.js) {
+                events.extend(parse(h.js.records()));
+            }
+        }
+        if done(&drive, &events) {
+            return (events, drive);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("driving never got there; saw {events:?}");
+}
+
+#[test]
+fn a_light_loop_is_handed_to_javascript_which_then_runs_its_iterations_alone() {
+    let mut h = javascript_may_drive();
+    take_the_driving(&mut h);
+    let id = h.event_loop.create_handle().unwrap();
+    h.event_loop.arm_timer(id, 9, Duration::from_millis(20), None).unwrap();
+    std::thread::sleep(Duration::from_millis(60));
+    assert!(h.rings.try_recv().is_err(), "the loop thread rang while JavaScript drives");
+    assert!(!h.event_loop.take_batch(&mut h.js), "the loop thread fired the timer while JavaScript drives");
+    // The first iteration applies the arming; the timer was due long ago.
+    let (events, drive) = drive_until(&mut h, |_, events| !events.is_empty());
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].kind, events[0].id.index), (EventKind::Timer as u32, id.index));
+    assert!(matches!(drive, Drive::Driving { published: true, .. }), "{drive:?}");
+    // Idle now: nothing due, so libuv need not call back until the poller is readable.
+    assert_eq!(h.event_loop.drive(), Drive::Driving { published: false, wake_after: None });
+    assert!(h.rings.try_recv().is_err(), "the doorbell rang while JavaScript drives");
+}
+
+#[test]
+fn a_bulk_iteration_hands_the_driving_back_to_the_loop_thread() {
+    let mut h = javascript_may_drive();
+    let (_, addr) = listen_on_loopback(&mut h);
+    take_the_driving(&mut h);
+    let mut client = TcpStream::connect(addr).unwrap();
+    drive_until(&mut h, |_, events| events.iter().any(|e| e.kind == EventKind::Open as u32));
+    let total = 4 << 20;
+    let writer = std::thread::spawn(move || {
+        client.write_all(&vec![3u8; total]).unwrap();
+        client
+    });
+    let (events, _) = drive_until(&mut h, |drive, _| matches!(drive, Drive::HandedBack { .. }));
+    let mut received: usize =
+        events.iter().filter(|e| e.kind == EventKind::Data as u32).map(|e| e.payload.len()).sum();
+    assert_eq!(h.event_loop.drive(), Drive::NotDriving, "handed back");
+    // The rest comes from the loop thread, rung as ever.
+    while received < total {
+        let events = h.events(SECOND);
+        assert!(!events.is_empty(), "the loop thread did not take over; {received} of {total} bytes came");
+        received += events
+            .iter()
+            .filter(|e| e.kind == EventKind::Data as u32)
+            .map(|e| e.payload.len())
+            .sum::<usize>();
+    }
+    assert_eq!(received, total);
+    drop(writer.join().unwrap());
+}
+
+#[test]
+fn tls_use_hands_the_driving_back_for_good() {
+    let mut h = javascript_may_drive();
+    take_the_driving(&mut h);
+    tls_listener(&mut h);
+    assert_eq!(h.event_loop.drive(), Drive::NotDriving, "TLS work may not run on the JavaScript thread");
+    // The loop thread serves the loop again, and never offers it while TLS is in use.
+    let id = h.event_loop.create_handle().unwrap();
+    for _ in 0..5 {
+        h.event_loop.arm_timer(id, 1, Duration::from_millis(1), None).unwrap();
+        assert_eq!(h.deliver(SECOND).len(), 1, "the loop thread fires timers again");
+        assert!(!h.event_loop.take_drive(), "offered the driving of a loop that uses TLS");
+    }
+}
+
+#[test]
+fn stopping_a_loop_javascript_drives_ends_its_parked_thread() {
+    let mut h = javascript_may_drive();
+    take_the_driving(&mut h);
+    let started = Instant::now();
+    h.event_loop.stop();
+    assert!(started.elapsed() < SECOND, "stop took {:?}", started.elapsed());
+    assert_eq!(h.event_loop.drive(), Drive::NotDriving);
+}

@@ -1,14 +1,16 @@
-//! The loop thread: each iteration waits on the poller, applies the commands other threads
+//! The loop's iterations: each waits on the poller, applies the commands other threads
 //! queued, routes what the poller reported to the driver of each handle kind (polls, sockets),
 //! fires timers and timeouts, and publishes the iteration's events. The drivers own their
 //! handles' state; the loop lends them its [`Services`]. A new handle kind is one driver, one
-//! command arm and one routing line here.
+//! command arm and one routing line here. The loop thread runs them, unless it handed the
+//! driving to the JavaScript thread (`handover.rs`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::batch::EventKind;
+use super::handover::{Driver, HEAVY_ITERATION_BYTES};
 use super::polls::Polls;
 use super::services::Services;
 use super::timers::Timers;
@@ -17,7 +19,7 @@ use crate::net::Net;
 use crate::sys;
 use crate::udp::Udp;
 
-/// Everything only the loop thread touches.
+/// Everything only the thread driving the loop touches.
 pub(super) struct LoopThread {
     doorbell: Doorbell,
     services: Services,
@@ -51,45 +53,45 @@ impl LoopThread {
         &self.services.shared
     }
 
-    pub(super) fn run(mut self) {
-        sys::prefer_batches();
-        let spin = self.shared().config.spin;
-        let mut spin_until = None;
-        while !self.shared().stopping.load(Ordering::SeqCst) {
-            let mut timeout = self.prepare_wait();
-            if spin_until.is_some_and(|until| Instant::now() < until) {
-                // Let the JavaScript thread run if it shares the core, then look again.
-                std::thread::yield_now();
-                timeout = Some(Duration::ZERO);
-            }
-            if self.services.poller().wait(&mut self.poller_events, timeout).is_err() {
-                // Only a broken epoll fd fails here (EINTR is an empty iteration); back off
-                // instead of spinning, and keep serving commands and timers.
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            self.shared().iteration.fetch_add(1, Ordering::Relaxed);
-            self.apply_commands();
-            self.collect_ready();
-            self.polls.collect_acknowledged(self.services.delivered_seq());
-            self.polls.report(&mut self.services);
-            self.unthrottle();
-            self.net.wake_listeners(&self.services, Instant::now());
-            self.net.process_candidates(&mut self.services);
-            self.fire_timers();
-            if self.shared().wakeup_requested.swap(false, Ordering::SeqCst) {
-                self.services.events.push(EventKind::Wakeup, 0, 0, 0);
-            }
-            if self.services.publish(&mut self.doorbell) && !spin.is_zero() {
-                spin_until = Some(Instant::now() + spin);
-            }
+    /// One iteration: waits on the poller up to `timeout`, handles what happened and publishes
+    /// the events, ringing the doorbell if `ring` (the JavaScript thread, driving, dispatches
+    /// them itself instead).
+    pub(super) fn iterate(&mut self, timeout: Option<Duration>, ring: bool) -> Iterated {
+        if self.services.poller().wait(&mut self.poller_events, timeout).is_err() && ring {
+            // Only a broken epoll fd fails here (EINTR is an empty iteration); back off
+            // instead of spinning, and keep serving commands and timers.
+            std::thread::sleep(Duration::from_millis(1));
         }
+        self.shared().iteration.fetch_add(1, Ordering::Relaxed);
+        self.apply_commands();
+        self.collect_ready();
+        self.polls.collect_acknowledged(self.services.delivered_seq());
+        self.polls.report(&mut self.services);
+        self.unthrottle();
+        self.net.wake_listeners(&self.services, Instant::now());
+        self.net.process_candidates(&mut self.services);
+        self.fire_timers();
+        if self.shared().wakeup_requested.swap(false, Ordering::SeqCst) {
+            self.services.events.push(EventKind::Wakeup, 0, 0, 0);
+        }
+        let heavy = self.services.events.bytes() >= HEAVY_ITERATION_BYTES;
+        let published =
+            if ring { self.services.publish(&mut *self.doorbell) } else { self.services.publish(&mut || {}) };
+        Iterated { published, heavy }
+    }
+
+    fn unwatch_all(&mut self) {
         self.polls.unwatch_all(self.services.poller());
         self.net.unwatch_all(self.services.poller());
     }
 
+    fn ring(&mut self) {
+        (self.doorbell)();
+    }
+
     /// How long the next wait may sleep. When progress depends on JavaScript acknowledging a
     /// delivery (polls to re-check, or no credit left), the loop asks to be woken for it.
-    fn prepare_wait(&mut self) -> Option<Duration> {
+    pub(super) fn prepare_wait(&mut self) -> Option<Duration> {
         let services = &self.services;
         let has_credit = services.has_credit();
         if self.polls.awaits_ack() || !has_credit {
@@ -176,5 +178,49 @@ impl LoopThread {
         let now = Instant::now();
         self.net.fire_timeouts(&mut self.services, now);
         self.timers.fire(&mut self.services, now);
+    }
+}
+
+/// What an iteration did.
+pub(super) struct Iterated {
+    /// It left events for JavaScript.
+    pub published: bool,
+    /// Its events carried bulk data.
+    pub heavy: bool,
+}
+
+/// The loop thread's body: drives while the driving is its own, parks while it is not.
+pub(super) fn run(driver: &Driver, shared: &Shared) {
+    sys::prefer_batches();
+    let spin = shared.config.spin;
+    let mut spin_until = None;
+    let mut light_iterations = 0;
+    let mut state = lock(&driver.state);
+    while !shared.is_stopping() {
+        if !driver.thread_drives() {
+            state = driver.park(shared, state);
+            light_iterations = 0;
+            continue;
+        }
+        let Some(loop_state) = state.as_mut() else { break };
+        let mut timeout = loop_state.prepare_wait();
+        if spin_until.is_some_and(|until| Instant::now() < until) {
+            // Let the JavaScript thread run if it shares the core, then look again.
+            std::thread::yield_now();
+            timeout = Some(Duration::ZERO);
+        }
+        if timeout != Some(Duration::ZERO) && driver.offer(shared, light_iterations) {
+            // JavaScript takes the driving once it finds nothing more to dispatch.
+            loop_state.ring();
+            continue;
+        }
+        let iterated = loop_state.iterate(timeout, true);
+        light_iterations = if iterated.heavy { 0 } else { light_iterations + 1 };
+        if iterated.published && !spin.is_zero() {
+            spin_until = Some(Instant::now() + spin);
+        }
+    }
+    if let Some(mut loop_state) = state.take() {
+        loop_state.unwatch_all();
     }
 }
