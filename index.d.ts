@@ -89,7 +89,7 @@ export declare class Loop {
    * alive (as in uSockets). Throws `ERR_LOOP_CLOSED` on a closed loop.
    */
   wakeup(): void
-  /** How many times the loop thread has woken up (polled) so far. */
+  /** How many iterations (polls) the loop has run so far, on its thread or driven from JavaScript. */
   readonly iterationNumber: number
   /**
    * Closes every handle of the loop (their callbacks never run again), stops and joins the
