@@ -26,7 +26,7 @@ export interface LoopOptions {
    */
   onWakeup?: (loop: Loop) => void
   /**
-   * The most bytes of events (and, for sockets, received data) the loop thread holds that
+   * The most bytes of events (and, for sockets, received data) the loop holds that
    * JavaScript has not dispatched yet. Past it the loop stops producing (sockets stop reading,
    * so TCP flow control pushes back on the peer) until JavaScript catches up; nothing is
    * dropped. Integer, 65536 to 2^40. Default 8 MiB.
@@ -337,7 +337,7 @@ export interface ListenOptions {
    * The PROXY protocol (HAProxy's, versions 1 and 2, told apart by their signatures) in front of
    * every accepted connection: `true` requires a header, `'optional'` honours one when the
    * connection begins with it and serves a connection without one as it is (health checks that
-   * bypass the balancer). Default false. The header is read on the loop thread before TLS and
+   * bypass the balancer). Default false. The header is read in the loop before TLS and
    * before `onOpen`; `remoteAddress`/`remotePort` and `localAddress`/`localPort` then report
    * the addresses it carries and `socket.proxy` the header; the bytes after it are the
    * connection's first (`onData`, or the TLS handshake). Bytes that cannot be a header (a

@@ -401,7 +401,20 @@ fn give_back(env: &Env, pool: &BatchPool, counted: i64, words: Vec<u32>) {
 /// One iteration on the JavaScript thread, which drives the loop (`PollerWatch` calls it when
 /// the poller is ready or its timer due): the events it produced are dispatched at once.
 fn drive(env: &Env, control: &WatchControl, event_loop: &EventLoop, deliver: &FunctionRef<(), ()>) {
-    let published = match event_loop.drive() {
+    if control.failed() {
+        // libuv gave up on the poller's descriptor: the loop thread's own wait copes with it.
+        control.stop();
+        event_loop.hand_back_drive();
+        return;
+    }
+    // A panic must not unwind into libuv. It leaves the loop's state half-updated: the loop
+    // ends, as it would on its own thread (the panic hook has reported it).
+    let Ok(drive) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| event_loop.drive())) else {
+        control.stop();
+        event_loop.stop();
+        return;
+    };
+    let published = match drive {
         Drive::NotDriving => {
             control.stop();
             return;
@@ -475,6 +488,8 @@ impl LoopCore {
             spin: Duration::from_micros(spin_microseconds as u64),
             javascript_may_drive,
         };
+        // With a spin the loop thread never offers the driving (handover.rs).
+        let watched = javascript_may_drive && config.spin.is_zero();
         let event_loop = EventLoop::start(
             config,
             Box::new(move || {
@@ -487,7 +502,7 @@ impl LoopCore {
             event_loop.stop();
             return Err(napi_error(err));
         }
-        let watch = if javascript_may_drive {
+        let watch = if watched {
             let driven = event_loop.clone();
             let on_wake = Box::new(move |env: &Env, control: &WatchControl| {
                 drive(env, control, &driven, &deliver_here)

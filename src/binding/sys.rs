@@ -113,6 +113,8 @@ pub struct WatchControl {
     timer: Box<[u64]>,
     /// Set once closing began: the handles take no more calls.
     closing: Cell<bool>,
+    /// libuv reported an error on the descriptor, and stopped watching it.
+    failed: Cell<bool>,
 }
 
 struct WatchState {
@@ -155,6 +157,7 @@ impl PollerWatch {
             poll: handle_storage(UV_POLL),
             timer: handle_storage(UV_TIMER),
             closing: Cell::new(false),
+            failed: Cell::new(false),
         };
         let (mut resource_object, mut name, mut async_context, mut resource) =
             (std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut());
@@ -233,12 +236,19 @@ impl WatchControl {
 
     fn start(&self) -> Result<()> {
         if self.closing.get() {
-            return Ok(());
+            return Err(napi::Error::from_reason("the environment is ending"));
         }
+        self.failed.set(false);
         // The first call works out when the next one is due (`wake_after`).
         self.wake_after(Some(Duration::ZERO));
         // SAFETY: the poll handle is initialized and not closing.
         uv_result(unsafe { uv_poll_start(self.poll(), UV_READABLE, poll_ready) })
+    }
+
+    /// Whether libuv stopped watching the descriptor after an error on it: the callback must
+    /// give up the watch.
+    pub fn failed(&self) -> bool {
+        self.failed.get()
     }
 
     /// Stops watching and disarms the timer.
@@ -330,10 +340,16 @@ unsafe fn wake(handle: *mut c_void) {
     }
 }
 
-unsafe extern "C" fn poll_ready(handle: *mut c_void, _status: c_int, _events: c_int) {
+unsafe extern "C" fn poll_ready(handle: *mut c_void, status: c_int, _events: c_int) {
     // SAFETY: libuv calls this for the poll handle of a live watch (`WatchControl::start`).
-    // An error status is handled as readiness: the loop's own wait reports the condition.
-    unsafe { wake(handle) }
+    unsafe {
+        if status < 0 {
+            // libuv has stopped the handle; the callback hands the driving back.
+            let state = uv_handle_get_data(handle).cast::<WatchState>();
+            (*state).control.failed.set(true);
+        }
+        wake(handle)
+    }
 }
 
 unsafe extern "C" fn timer_due(handle: *mut c_void) {
@@ -351,11 +367,12 @@ unsafe extern "C" fn handle_closed(handle: *mut c_void) {
         if (*state).open_handles > 0 {
             return;
         }
+        napi_sys::napi_delete_reference((*state).env, (*state).resource);
+        napi_sys::napi_async_destroy((*state).env, (*state).async_context);
+        // Last: an ending environment waits for this removal before it goes.
         if !(*state).cleanup.is_null() {
             napi_sys::napi_remove_async_cleanup_hook((*state).cleanup);
         }
-        napi_sys::napi_delete_reference((*state).env, (*state).resource);
-        napi_sys::napi_async_destroy((*state).env, (*state).async_context);
         if !(*state).watched {
             drop(Box::from_raw(state));
         }

@@ -215,7 +215,7 @@ pub(super) fn run(driver: &Driver, shared: &Shared) {
             continue;
         }
         let iterated = loop_state.iterate(timeout, true);
-        light_iterations = if iterated.heavy { 0 } else { light_iterations + 1 };
+        light_iterations = if iterated.heavy { 0 } else { light_iterations.saturating_add(1) };
         if iterated.published && !spin.is_zero() {
             spin_until = Some(Instant::now() + spin);
         }
