@@ -52,3 +52,12 @@ test('bulk data hands the driving to the loop thread, and it comes back once the
     `after the bulk echo the loop thread woke ${smallAfterBulk.loopThreadSwitches} times in ${ROUND_TRIPS} round trips`,
   )
 })
+
+test('terminating workers whose loops JavaScript drives, mid-echo, leaves no thread or fd behind', async (t) => {
+  const result = await runFixture('worker-drive-teardown.js', [], 60_000)
+  t.is(result.code, 0, result.stderr)
+  const report = lastJson(result.stdout)
+  t.true(report.roundTrips > report.rounds * 10, `only ${report.roundTrips} round trips in ${report.rounds} rounds`)
+  t.is(report.after.loopThreads, 0)
+  t.true(report.after.fds <= report.before.fds + 2, `fds ${report.before.fds} -> ${report.after.fds}`)
+})
