@@ -1,6 +1,7 @@
 // Echo server on usockets-rs, measured by bench/tcp.js against node-net-echo.js, by
 // bench/tls.js (with --tls) against node-tls-echo.js, and by bench/workers.js (--workers N).
-// Usage: node usockets-echo.js [port] [--tls | --starttls] [--spin-us N] [--workers N] [--borrow] (port 0
+// Usage: node usockets-echo.js [port] [--tls | --starttls] [--spin-us N] [--workers N] [--borrow]
+// [--thread-only] (port 0
 // or none: an ephemeral port). Prints {"port": N} as its first stdout line once listening.
 // With --tls its certificate is test/fixtures/tls/server.pem, as node-tls-echo.js's.
 // --starttls: the same TLS server, reached the STARTTLS way: it listens in clear and upgrades
@@ -10,6 +11,7 @@
 // loop's spinMicroseconds (polling without sleeping for that long after each delivery).
 // --borrow: the context option borrowData (onData's Buffer is lent until the handler returns,
 // so its batch goes back to the loop when the dispatch ends; the echo needs nothing longer).
+// --thread-only: the loop option driveFromJavaScript: false (its thread always runs it).
 // --workers N: N worker threads, each with its own loop, listening on one port
 // (SO_REUSEPORT) as examples/cluster.mjs does; on SIGTERM it prints
 // {"acceptedPerWorker": [...]} (connections each worker accepted) and exits.

@@ -488,8 +488,7 @@ impl LoopCore {
             spin: Duration::from_micros(spin_microseconds as u64),
             javascript_may_drive,
         };
-        // With a spin the loop thread never offers the driving (handover.rs).
-        let watched = javascript_may_drive && config.spin.is_zero();
+        let watched = config.lets_javascript_drive();
         let event_loop = EventLoop::start(
             config,
             Box::new(move || {

@@ -116,14 +116,16 @@ impl Driver {
             return Drive::NotDriving;
         }
         if !javascript_may_drive(shared) {
-            // TLS came into use: none of its work may run here, not even this iteration's.
+            // TLS came into use while the driving was being offered (`use_tls` hands back
+            // what JavaScript already drives): none of its work may run here, not even this
+            // iteration's.
             self.hand_back();
             return Drive::HandedBack { published: false };
         }
         let mut state = lock(&self.state);
         let Some(loop_state) = state.as_mut() else { return Drive::NotDriving };
         let iterated = loop_state.iterate(Some(Duration::ZERO), false);
-        if iterated.heavy || !javascript_may_drive(shared) {
+        if iterated.heavy {
             drop(state);
             self.hand_back();
             return Drive::HandedBack { published: iterated.published };
@@ -135,5 +137,5 @@ impl Driver {
 
 /// Whether the JavaScript thread may run iterations of this loop at all.
 fn javascript_may_drive(shared: &Shared) -> bool {
-    shared.config.javascript_may_drive && shared.config.spin.is_zero() && !shared.uses_tls()
+    shared.config.lets_javascript_drive() && !shared.uses_tls()
 }

@@ -62,8 +62,16 @@ pub struct LoopConfig {
     pub spin: Duration,
     /// While the loop is light and uses no TLS, the loop thread may hand the driving to the
     /// JavaScript thread (see `handover.rs`), which must then call [`EventLoop::drive`] when
-    /// [`EventLoop::poller_fd`] is readable. Not without spin.
+    /// [`EventLoop::poller_fd`] is readable. Not with a spin: see [`LoopConfig::lets_javascript_drive`].
     pub javascript_may_drive: bool,
+}
+
+impl LoopConfig {
+    /// Whether the loop thread may ever offer the driving: a spinning loop keeps it (its spin
+    /// is what it is for).
+    pub fn lets_javascript_drive(&self) -> bool {
+        self.javascript_may_drive && self.spin.is_zero()
+    }
 }
 
 impl Default for LoopConfig {
@@ -212,14 +220,14 @@ impl EventLoop {
     }
 
     /// Notes that TLS is about to be used on this loop: the loop thread drives it from now on.
-    pub(crate) fn use_tls(&self) {
+    fn use_tls(&self) {
         if !self.shared.uses_tls.swap(true, Ordering::SeqCst) && !self.driver.thread_drives() {
             self.driver.hand_back();
         }
     }
 
     pub(crate) fn check_open(&self) -> Result<()> {
-        if self.shared.stopping.load(Ordering::SeqCst) {
+        if self.shared.is_stopping() {
             return Err(Error::LoopClosed);
         }
         Ok(())
@@ -235,6 +243,9 @@ impl EventLoop {
     }
 
     pub(crate) fn submit(&self, command: Command) {
+        if matches!(&command, Command::Socket(socket) if socket.brings_tls()) {
+            self.use_tls();
+        }
         lock(&self.shared.commands).push(command);
         // A failed notify means the poller is gone with the loop; nothing is left to wake.
         let _ = self.shared.poller.notify();
@@ -365,7 +376,7 @@ impl EventLoop {
     }
 
     pub fn is_stopped(&self) -> bool {
-        self.shared.stopping.load(Ordering::SeqCst)
+        self.shared.is_stopping()
     }
 }
 

@@ -84,9 +84,6 @@ impl EventLoop {
         self.check_current(id)?;
         let socket = sys::adopt_inherited(fd, sys::Inherited::Connected)?;
         js.connecting.insert(id);
-        if tls.is_some() {
-            self.use_tls();
-        }
         self.submit(Command::Socket(SocketCommand::Adopt { id, socket, tls }));
         Ok(())
     }
@@ -99,9 +96,6 @@ impl EventLoop {
         options: ListenOptions,
     ) -> Result<SlotId> {
         let id = self.create_handle()?;
-        if tls.is_some() {
-            self.use_tls();
-        }
         let listener = Arc::new(ListenerIo::new(socket, tls, options));
         self.submit(Command::Socket(SocketCommand::WatchListener { id, listener: Arc::clone(&listener) }));
         if let Err(err) = listener.watch(&self.shared.poller, id.index as usize) {
@@ -145,9 +139,6 @@ impl EventLoop {
     ) -> Result<()> {
         self.check_current(id)?;
         js.connecting.insert(id);
-        if tls.is_some() {
-            self.use_tls();
-        }
         self.submit(Command::Socket(SocketCommand::Connect { id, target, source, tls }));
         Ok(())
     }
@@ -243,7 +234,6 @@ impl EventLoop {
         if io.writes_via_loop() {
             return Ok(false);
         }
-        self.use_tls();
         let clear = io.begin_tls();
         self.submit(Command::Socket(SocketCommand::Upgrade { id, context, name, clear }));
         Ok(true)

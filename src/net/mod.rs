@@ -161,6 +161,29 @@ pub(crate) enum SocketCommand {
     },
 }
 
+impl SocketCommand {
+    /// Whether applying it starts TLS work on the loop, which from then on keeps its thread
+    /// (`event_loop/handover.rs`).
+    pub(crate) fn brings_tls(&self) -> bool {
+        match self {
+            SocketCommand::WatchListener { listener, .. } => listener.tls.is_some(),
+            SocketCommand::Connect { tls, .. } => tls.is_some(),
+            SocketCommand::Adopt { tls, .. } => tls.is_some(),
+            SocketCommand::Upgrade { .. } => true,
+            SocketCommand::Resolved { .. }
+            | SocketCommand::CheckWritable { .. }
+            | SocketCommand::Drain { .. }
+            | SocketCommand::Shutdown { .. }
+            | SocketCommand::CloseSocket { .. }
+            | SocketCommand::SetTimeout { .. }
+            | SocketCommand::Pause { .. }
+            | SocketCommand::ServerNameChosen { .. }
+            | SocketCommand::UpgradeInput { .. }
+            | SocketCommand::ExportKeyingMaterial { .. } => false,
+        }
+    }
+}
+
 /// What `exportKeyingMaterial` asks for.
 #[derive(Debug)]
 pub struct KeyingMaterialRequest {
