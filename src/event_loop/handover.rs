@@ -10,6 +10,10 @@
 //! (or its next deadline pass), dispatching its events at once: one wake-up per event, as
 //! `node:net`. The first heavy iteration (bulk data), or any use of TLS, gives the driving
 //! back to the loop thread, so bulk reads and all TLS work stay off the JavaScript thread.
+//! Heavy means bulk, not busy: many sockets' small messages (a pipelined request stream over
+//! a hundred connections moves ~100 KiB per iteration) stay with JavaScript, as with
+//! `node:net`; a socket that had a bulk read's worth waiting, or an iteration too large to
+//! dispatch in one go, is the loop thread's.
 //!
 //! The state the iterations touch ([`LoopThread`]) sits behind one mutex: the loop thread holds
 //! it while it drives (also while it waits on the poller: nobody else needs it then) and
@@ -17,16 +21,21 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::thread::LoopThread;
 use super::{lock, Shared};
 
-/// Iterations that publish this many bytes of events are bulk work: the loop thread's.
-pub(super) const HEAVY_ITERATION_BYTES: usize = 64 * 1024;
-/// Consecutive light iterations after which the loop thread offers the driving (so a bulk
-/// stream's short pauses do not move it back and forth).
+/// Iterations that publish this many bytes of events are the loop thread's work, however
+/// small their messages.
+pub(super) const HEAVY_ITERATION_BYTES: usize = 1024 * 1024;
+/// Consecutive light iterations after which the loop thread offers the driving.
 const LIGHT_ITERATIONS_BEFORE_OFFER: u32 = 2;
+/// How long after its last heavy iteration a loop stays with its thread: a stream's pauses
+/// between bulk reads are far shorter, so the driving does not move back and forth within
+/// one (each move costs both threads a wake-up; a windowed 64 KiB stream that moved was
+/// 10-20% dearer per chunk than one that stayed, README "Who runs the loop").
+const QUIET_AFTER_BULK: Duration = Duration::from_millis(100);
 
 const THREAD_DRIVES: u8 = 0;
 /// The loop thread has offered the driving and parks; the next empty take accepts.
@@ -81,11 +90,12 @@ impl Driver {
         self.mode.load(Ordering::SeqCst) == THREAD_DRIVES
     }
 
-    /// Loop thread, about to sleep on the poller after `light_iterations` light ones: whether
-    /// it offered the driving instead (the caller rings the doorbell, so that JavaScript comes
-    /// to take it, and parks).
-    pub(super) fn offer(&self, shared: &Shared, light_iterations: u32) -> bool {
+    /// Loop thread, about to sleep on the poller after `light_iterations` light ones, the last
+    /// heavy one (or the last hand-back) at `last_bulk`: whether it offered the driving
+    /// instead (the caller rings the doorbell, so that JavaScript comes to take it, and parks).
+    pub(super) fn offer(&self, shared: &Shared, light_iterations: u32, last_bulk: Option<Instant>) -> bool {
         light_iterations >= LIGHT_ITERATIONS_BEFORE_OFFER
+            && last_bulk.is_none_or(|at| at.elapsed() >= QUIET_AFTER_BULK)
             && javascript_may_drive(shared)
             && self.mode.compare_exchange(THREAD_DRIVES, OFFERED, Ordering::SeqCst, Ordering::SeqCst).is_ok()
     }

@@ -11,6 +11,11 @@ use super::slots::{SlotAllocator, SlotId};
 use super::timeouts::Timeouts;
 use super::{lock, Shared};
 
+/// An iteration in which one socket read this many bytes moved bulk data (a stream, an
+/// upload), which makes it heavy: the loop thread's work (`handover.rs`). Request-sized
+/// messages stay below it.
+pub const BULK_READ_BYTES: usize = 32 * 1024;
+
 pub(crate) struct Services {
     pub shared: Arc<Shared>,
     /// This iteration's events, published at its end.
@@ -19,6 +24,8 @@ pub(crate) struct Services {
     /// Handles that stopped watching their input because the loop ran out of credit; the loop
     /// hands them back to their driver once there is credit again.
     pub throttled: Vec<SlotId>,
+    /// A handle read [`BULK_READ_BYTES`] or more in this iteration.
+    read_bulk: bool,
     /// The sequence number of the last published iteration.
     seq: u64,
 }
@@ -26,7 +33,14 @@ pub(crate) struct Services {
 impl Services {
     pub fn new(shared: Arc<Shared>) -> Services {
         let timeouts = Timeouts::new(shared.started);
-        Services { shared, events: Batch::default(), timeouts, throttled: Vec::new(), seq: 0 }
+        Services {
+            shared,
+            events: Batch::default(),
+            timeouts,
+            throttled: Vec::new(),
+            read_bulk: false,
+            seq: 0,
+        }
     }
 
     pub fn poller(&self) -> &Poller {
@@ -56,6 +70,16 @@ impl Services {
     pub fn credit(&self) -> usize {
         let held = self.shared.delivery.undelivered_bytes() + self.events.bytes();
         self.shared.config.max_pending_bytes.saturating_sub(held)
+    }
+
+    /// A driver read `bytes` from one handle in this iteration so far.
+    pub fn note_read(&mut self, bytes: usize) {
+        self.read_bulk |= bytes >= BULK_READ_BYTES;
+    }
+
+    /// Whether a handle read bulk data since the last call (the loop asks once per iteration).
+    pub fn take_read_bulk(&mut self) -> bool {
+        std::mem::take(&mut self.read_bulk)
     }
 
     pub fn has_credit(&self) -> bool {

@@ -769,6 +769,32 @@ fn a_bulk_iteration_hands_the_driving_back_to_the_loop_thread() {
 }
 
 #[test]
+fn many_sockets_small_messages_stay_with_javascript_however_large_the_iteration() {
+    let mut h = javascript_may_drive();
+    let (_, addr) = listen_on_loopback(&mut h);
+    take_the_driving(&mut h);
+    let mut clients: Vec<TcpStream> = (0..100).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let opens = |events: &[Event]| events.iter().filter(|e| e.kind == EventKind::Open as u32).count();
+    drive_until(&mut h, |_, events| opens(events) == clients.len());
+    for client in &mut clients {
+        client.write_all(&[5u8; 1024]).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    // One iteration reads them all: 100 KiB of events (more than a bulk read), none of it bulk.
+    let drive = h.event_loop.drive();
+    assert!(matches!(drive, Drive::Driving { published: true, .. }), "{drive:?}");
+    let mut events = Vec::new();
+    while h.event_loop.take_batch(&mut h.js) {
+        events.extend(parse(h.js.records()));
+    }
+    let received: usize =
+        events.iter().filter(|e| e.kind == EventKind::Data as u32).map(|e| e.payload.len()).sum();
+    assert_eq!(received, 100 * 1024);
+    assert!(received > crate::event_loop::services::BULK_READ_BYTES);
+    assert!(h.rings.try_recv().is_err(), "the loop thread took the driving back");
+}
+
+#[test]
 fn tls_use_hands_the_driving_back_for_good() {
     let mut h = javascript_may_drive();
     take_the_driving(&mut h);

@@ -74,7 +74,7 @@ impl LoopThread {
         if self.shared().wakeup_requested.swap(false, Ordering::SeqCst) {
             self.services.events.push(EventKind::Wakeup, 0, 0, 0);
         }
-        let heavy = self.services.events.bytes() >= HEAVY_ITERATION_BYTES;
+        let heavy = self.services.take_read_bulk() || self.services.events.bytes() >= HEAVY_ITERATION_BYTES;
         let published =
             if ring { self.services.publish(&mut *self.doorbell) } else { self.services.publish(&mut || {}) };
         Iterated { published, heavy }
@@ -195,11 +195,15 @@ pub(super) fn run(driver: &Driver, shared: &Shared) {
     let spin = shared.config.spin;
     let mut spin_until = None;
     let mut light_iterations = 0;
+    let mut last_bulk = None;
     let mut state = lock(&driver.state);
     while !shared.is_stopping() {
         if !driver.thread_drives() {
             state = driver.park(shared, state);
+            // Handed back (bulk data came, TLS came into use, or libuv could not watch): wait
+            // as after a heavy iteration.
             light_iterations = 0;
+            last_bulk = Some(Instant::now());
             continue;
         }
         let Some(loop_state) = state.as_mut() else { break };
@@ -209,13 +213,18 @@ pub(super) fn run(driver: &Driver, shared: &Shared) {
             std::thread::yield_now();
             timeout = Some(Duration::ZERO);
         }
-        if timeout != Some(Duration::ZERO) && driver.offer(shared, light_iterations) {
+        if timeout != Some(Duration::ZERO) && driver.offer(shared, light_iterations, last_bulk) {
             // JavaScript takes the driving once it finds nothing more to dispatch.
             loop_state.ring();
             continue;
         }
         let iterated = loop_state.iterate(timeout, true);
-        light_iterations = if iterated.heavy { 0 } else { light_iterations.saturating_add(1) };
+        if iterated.heavy {
+            light_iterations = 0;
+            last_bulk = Some(Instant::now());
+        } else {
+            light_iterations = light_iterations.saturating_add(1);
+        }
         if iterated.published && !spin.is_zero() {
             spin_until = Some(Instant::now() + spin);
         }

@@ -443,6 +443,7 @@ impl Stream {
                 }
                 Ok(n) => {
                     read += n;
+                    services.note_read(read);
                     if tls {
                         // The plaintext lands in the batch (see `TLS_RECORD_MARGIN`).
                         services.events.reserve_payload(n + TLS_RECORD_MARGIN);
