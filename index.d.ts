@@ -47,9 +47,9 @@ export interface LoopOptions {
    * costs one thread wake-up instead of two (the loop thread waking for the socket, then
    * waking JavaScript): on a shared core that is most of a small round trip's overhead.
    * The loop thread takes the driving back at the first iteration that moves bulk data (one
-   * socket reading 32 KiB or more, or 1 MiB of events in all; many sockets' small messages
-   * stay with JavaScript) until the loop has been light for 100 ms, and for good once the
-   * loop uses TLS (all TLS work stays off the JavaScript thread).
+   * socket reading 32 KiB or more in it, or 1 MiB of events in all; many sockets' small
+   * messages stay with JavaScript) until the loop has been light for 100 ms, and for good
+   * once the loop uses TLS (all TLS work stays off the JavaScript thread).
    * The difference you can observe: while JavaScript drives and a handler runs long, nothing
    * is read meanwhile (as with `node:net`), where the loop thread would read ahead into the
    * next batch, up to `maxPendingBytes`. Boolean. Default true; README, "Who runs the loop".

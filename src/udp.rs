@@ -140,6 +140,7 @@ fn receive(
     buffers: &mut sys::DatagramBuffers,
     sender: &mut (Option<IpAddr>, String),
 ) {
+    let mut read = 0;
     for _ in 0..RECEIVES_PER_ITERATION {
         if !services.has_credit() {
             entry.throttled = true;
@@ -172,7 +173,9 @@ fn receive(
                 sender.0 = Some(from.ip());
             }
             services.events.push_datagram(id.index, id.generation, from.port(), &sender.1, datagram.data);
+            read += datagram.data.len();
         }
+        services.note_read(read);
         if received < wanted {
             return;
         }

@@ -72,9 +72,10 @@ impl Services {
         self.shared.config.max_pending_bytes.saturating_sub(held)
     }
 
-    /// A driver read `bytes` from one handle in this iteration so far.
-    pub fn note_read(&mut self, bytes: usize) {
-        self.read_bulk |= bytes >= BULK_READ_BYTES;
+    /// A driver has read `total` bytes from one handle in this iteration so far (the running
+    /// total of that handle's reads, not one read's).
+    pub fn note_read(&mut self, total: usize) {
+        self.read_bulk |= total >= BULK_READ_BYTES;
     }
 
     /// Whether a handle read bulk data since the last call (the loop asks once per iteration).

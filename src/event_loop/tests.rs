@@ -440,8 +440,9 @@ fn reading_stops_while_javascript_holds_the_credit() {
             std::thread::sleep(Duration::from_millis(2));
             let undelivered = h.event_loop.shared.delivery.undelivered_bytes();
             assert!(
-                // The loop may overshoot by its smallest read.
-                undelivered <= max_pending_bytes + crate::net::MIN_READ_BYTES,
+                // The loop may overshoot by its smallest read and the header of the record it
+                // opened (seen once: 16,396 bytes over).
+                undelivered <= max_pending_bytes + crate::net::MIN_READ_BYTES + EVENT_BYTES,
                 "{undelivered} bytes undelivered with a limit of {max_pending_bytes}"
             );
         }
@@ -790,8 +791,48 @@ fn many_sockets_small_messages_stay_with_javascript_however_large_the_iteration(
     let received: usize =
         events.iter().filter(|e| e.kind == EventKind::Data as u32).map(|e| e.payload.len()).sum();
     assert_eq!(received, 100 * 1024);
-    assert!(received > crate::event_loop::services::BULK_READ_BYTES);
-    assert!(h.rings.try_recv().is_err(), "the loop thread took the driving back");
+    assert!(matches!(h.event_loop.drive(), Drive::Driving { .. }), "JavaScript still drives");
+}
+
+/// Connects a client while JavaScript drives, writes `bytes` at once, and returns the `Drive`
+/// of the iteration that read them.
+fn drive_after_one_write(h: &mut Harness, bytes: usize) -> Drive {
+    let (_, addr) = listen_on_loopback(h);
+    take_the_driving(h);
+    let mut client = TcpStream::connect(addr).unwrap();
+    drive_until(h, |_, events| events.iter().any(|e| e.kind == EventKind::Open as u32));
+    client.write_all(&vec![9u8; bytes]).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let (events, drive) = drive_until(h, |_, events| !events.is_empty());
+    let received: usize = events.iter().map(|e| e.payload.len()).sum();
+    assert_eq!(received, bytes, "one iteration read it all");
+    drive
+}
+
+#[test]
+fn one_socket_reading_a_bulk_read_hands_the_driving_back_and_a_smaller_read_does_not() {
+    let mut h = javascript_may_drive();
+    let drive = drive_after_one_write(&mut h, 16 * 1024);
+    assert!(matches!(drive, Drive::Driving { published: true, .. }), "{drive:?}");
+    let mut h = javascript_may_drive();
+    let drive = drive_after_one_write(&mut h, 48 * 1024);
+    assert_eq!(drive, Drive::HandedBack { published: true });
+}
+
+#[test]
+fn after_bulk_the_loop_thread_keeps_the_driving_for_a_while() {
+    let mut h = javascript_may_drive();
+    assert_eq!(drive_after_one_write(&mut h, 48 * 1024), Drive::HandedBack { published: true });
+    // Light iterations on the loop thread (1 ms timers): no offer within the hold.
+    let id = h.event_loop.create_handle().unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(50) {
+        h.event_loop.arm_timer(id, 1, Duration::from_millis(1), None).unwrap();
+        h.deliver(SECOND);
+        assert!(!h.event_loop.take_drive(), "offered {:?} after bulk", started.elapsed());
+    }
+    // And after it, the offer comes again.
+    take_the_driving(&mut h);
 }
 
 #[test]

@@ -185,7 +185,8 @@ impl LoopThread {
 pub(super) struct Iterated {
     /// It left events for JavaScript.
     pub published: bool,
-    /// Its events carried bulk data.
+    /// It moved bulk data: one handle read `BULK_READ_BYTES` or more, or its events came to
+    /// `HEAVY_ITERATION_BYTES`.
     pub heavy: bool,
 }
 

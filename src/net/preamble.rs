@@ -75,6 +75,7 @@ impl Stream {
             self.announce_open(services, Some(preamble.remote), preamble.local);
             if !rest.is_empty() {
                 services.events.push_data(self.id.index, self.id.generation, rest);
+                services.note_read(rest.len());
             }
         }
     }
