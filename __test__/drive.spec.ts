@@ -8,7 +8,9 @@ import { Loop } from '..'
 import { lastJson, looseClass, runFixture } from './helpers/util'
 
 const ROUND_TRIPS = 300
-const ROUND_TRIPS_IN_HOLD = 20 // as test/fixtures/who-drives.js
+// A loop thread that drives wakes about once per round trip (277 in 300 seen once: a wake-up
+// may find the next message there already); one that does not drive wakes 0-2 times in all.
+// Half a wake-up per round trip tells the two apart.
 
 async function whoDrives(t: any, mode: string): Promise<any> {
   const result = await runFixture('who-drives.js', [mode], 30_000)
@@ -32,28 +34,23 @@ test('by default a light loop is driven from JavaScript: small round trips never
   t.true(small.loopThreadSwitches < ROUND_TRIPS / 10, `the loop thread woke ${small.loopThreadSwitches} times in ${ROUND_TRIPS} round trips`)
 })
 
-test('with driveFromJavaScript: false the loop thread wakes for every round trip', async (t) => {
+test('with driveFromJavaScript: false the loop thread wakes for (about) every round trip', async (t) => {
   const { small } = await whoDrives(t, 'thread')
-  t.true(small.loopThreadSwitches >= ROUND_TRIPS, `the loop thread woke ${small.loopThreadSwitches} times in ${ROUND_TRIPS} round trips`)
+  t.true(small.loopThreadSwitches >= ROUND_TRIPS / 2, `the loop thread woke ${small.loopThreadSwitches} times in ${ROUND_TRIPS} round trips`)
 })
 
 test('a loop with a TLS listener is driven by its thread alone (no TLS work on the JavaScript thread)', async (t) => {
   const { small } = await whoDrives(t, 'tls')
-  t.true(small.loopThreadSwitches >= ROUND_TRIPS, `the loop thread woke ${small.loopThreadSwitches} times in ${ROUND_TRIPS} round trips`)
+  t.true(small.loopThreadSwitches >= ROUND_TRIPS / 2, `the loop thread woke ${small.loopThreadSwitches} times in ${ROUND_TRIPS} round trips`)
 })
 
 test('bulk data hands the driving to the loop thread, and it comes back once the loop was light for 100 ms', async (t) => {
-  const { bulk, rightAfterBulk, smallAfterBulk } = await whoDrives(t, 'bulk')
+  const { bulk, smallAfterBulk } = await whoDrives(t, 'bulk')
   t.true(bulk.intact, 'the 16 MiB echo came back intact')
   // Reading 16 MiB takes the loop thread milliseconds; had JavaScript kept driving, it would not run at all.
   t.true(bulk.loopThreadRunNs >= 2e6, `the loop thread ran only ${bulk.loopThreadRunNs} ns during the bulk echo`)
-  // The round trips right after it (a millisecond or two) are the loop thread's: a stream's
-  // pauses do not move the driving back and forth.
-  t.true(rightAfterBulk.intact)
-  t.true(
-    rightAfterBulk.loopThreadSwitches >= ROUND_TRIPS_IN_HOLD,
-    `right after the bulk echo the loop thread woke only ${rightAfterBulk.loopThreadSwitches} times in ${ROUND_TRIPS_IN_HOLD} round trips`,
-  )
+  // The hold (the thread keeps the driving for 100 ms after bulk) is tested in cargo test
+  // (src/event_loop/tests.rs): here the echo's tail may outlast it on a loaded machine.
   t.true(smallAfterBulk.intact)
   t.true(
     smallAfterBulk.loopThreadSwitches < ROUND_TRIPS / 10,

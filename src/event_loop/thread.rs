@@ -214,6 +214,9 @@ pub(super) fn run(driver: &Driver, shared: &Shared) {
             std::thread::yield_now();
             timeout = Some(Duration::ZERO);
         }
+        if let Some(left) = driver.hold_left(shared, last_bulk) {
+            timeout = Some(timeout.map_or(left, |timeout| timeout.min(left)));
+        }
         if timeout != Some(Duration::ZERO) && driver.offer(shared, light_iterations, last_bulk) {
             // JavaScript takes the driving once it finds nothing more to dispatch.
             loop_state.ring();
