@@ -58,6 +58,16 @@ impl std::fmt::Debug for Driver {
     }
 }
 
+/// What the loop thread does instead of, or on top of, sleeping ([`Driver::before_sleep`]).
+pub(super) enum BeforeSleep {
+    /// It offered the driving: ring the doorbell and park.
+    Offered,
+    /// Sleep, at most this long: the hold after bulk ends then.
+    Hold(Duration),
+    /// Sleep as the loop's timers say.
+    Sleep,
+}
+
 /// What one iteration the JavaScript thread ran did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Drive {
@@ -93,25 +103,35 @@ impl Driver {
     }
 
     /// Loop thread, about to sleep on the poller after `light_iterations` light ones, the last
-    /// heavy one (or the last hand-back) at `last_bulk`: whether it offered the driving
-    /// instead (the caller rings the doorbell, so that JavaScript comes to take it, and parks).
-    pub(super) fn offer(&self, shared: &Shared, light_iterations: u32, last_bulk: Option<Instant>) -> bool {
-        // After a hold, one light iteration past it is enough: the hold showed the loop light.
-        let light_enough = match last_bulk {
-            None => light_iterations >= LIGHT_ITERATIONS_BEFORE_OFFER,
-            Some(at) => at.elapsed() >= QUIET_AFTER_BULK && light_iterations >= 1,
+    /// heavy one (or the last hand-back) at `last_bulk`: offers the driving if the loop is
+    /// light enough (the caller rings the doorbell, so that JavaScript comes to take it, and
+    /// parks), or says how long the hold after bulk still lasts (the caller wakes when it
+    /// ends, to offer then rather than at the next event).
+    pub(super) fn before_sleep(
+        &self,
+        shared: &Shared,
+        light_iterations: u32,
+        last_bulk: Option<Instant>,
+    ) -> BeforeSleep {
+        if !javascript_may_drive(shared) {
+            return BeforeSleep::Sleep;
+        }
+        let light_needed = match last_bulk {
+            None => LIGHT_ITERATIONS_BEFORE_OFFER,
+            Some(at) => match QUIET_AFTER_BULK.checked_sub(at.elapsed()) {
+                Some(left) => return BeforeSleep::Hold(left),
+                // After a hold, one light iteration past it is enough: the hold showed the
+                // loop light.
+                None => 1,
+            },
         };
-        light_enough
-            && javascript_may_drive(shared)
-            && self.mode.compare_exchange(THREAD_DRIVES, OFFERED, Ordering::SeqCst, Ordering::SeqCst).is_ok()
-    }
-
-    /// Loop thread, about to sleep: how long until the hold after the last bulk (`last_bulk`)
-    /// ends, so that it wakes then to offer the driving rather than at the next event. `None`
-    /// outside a hold, and for loops JavaScript may not drive.
-    pub(super) fn hold_left(&self, shared: &Shared, last_bulk: Option<Instant>) -> Option<Duration> {
-        let left = QUIET_AFTER_BULK.checked_sub(last_bulk?.elapsed())?;
-        javascript_may_drive(shared).then_some(left)
+        let offered = light_iterations >= light_needed
+            && self.mode.compare_exchange(THREAD_DRIVES, OFFERED, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+        if offered {
+            BeforeSleep::Offered
+        } else {
+            BeforeSleep::Sleep
+        }
     }
 
     /// JavaScript thread, having dispatched everything pending: takes an offered driving.

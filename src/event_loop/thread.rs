@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::batch::EventKind;
-use super::handover::{Driver, HEAVY_ITERATION_BYTES};
+use super::handover::{BeforeSleep, Driver, HEAVY_ITERATION_BYTES};
 use super::polls::Polls;
 use super::services::Services;
 use super::timers::Timers;
@@ -214,13 +214,16 @@ pub(super) fn run(driver: &Driver, shared: &Shared) {
             std::thread::yield_now();
             timeout = Some(Duration::ZERO);
         }
-        if let Some(left) = driver.hold_left(shared, last_bulk) {
-            timeout = Some(timeout.map_or(left, |timeout| timeout.min(left)));
-        }
-        if timeout != Some(Duration::ZERO) && driver.offer(shared, light_iterations, last_bulk) {
-            // JavaScript takes the driving once it finds nothing more to dispatch.
-            loop_state.ring();
-            continue;
+        if timeout != Some(Duration::ZERO) {
+            match driver.before_sleep(shared, light_iterations, last_bulk) {
+                BeforeSleep::Offered => {
+                    // JavaScript takes the driving once it finds nothing more to dispatch.
+                    loop_state.ring();
+                    continue;
+                }
+                BeforeSleep::Hold(left) => timeout = Some(timeout.map_or(left, |timeout| timeout.min(left))),
+                BeforeSleep::Sleep => {}
+            }
         }
         let iterated = loop_state.iterate(timeout, true);
         if iterated.heavy {
